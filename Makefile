@@ -1,0 +1,53 @@
+# Sluice. `make run` starts the dev stack, `make test` runs every test.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+CONFIG   ?= config/gateway.yaml
+FUZZTIME ?= 20s
+
+.PHONY: all build run test vet race bench bench-go fuzz reload-check clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway ./cmd/gateway
+
+run: build
+	./bin/gateway -config $(CONFIG)
+
+# The full suite: vet, formatting, and every test with the race detector
+# (which needs a C compiler: installed from Debian packages if missing).
+test: vet
+	@scripts/deps.sh cc=gcc
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+# Side by side with nginx under wrk (see BENCHMARKS.md). Prints; never fails on numbers.
+bench: build
+	bash bench/run.sh
+
+# Go benchmarks with allocations.
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Bounded fuzzing of every parser, FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# The reload-under-load check alone, with its report (SLUICE_RELOAD_SECONDS to change its length).
+reload-check:
+	@scripts/deps.sh cc=gcc
+	CGO_ENABLED=1 $(GO) test -race -count=1 -run 'TestReloadUnderLoad$$' -v ./internal/gateway/
+
+clean:
+	rm -rf bin

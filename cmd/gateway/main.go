@@ -1,0 +1,162 @@
+// Command gateway is Sluice, the inference gateway.
+//
+//	gateway [run] -config FILE        serve
+//	gateway check -config FILE        validate a config, print every error
+//	gateway version                   version, commit, Go version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/gateway"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const defaultConfig = "config/gateway.yaml"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	// A leading flag means "run" with flags, except the help flags, which
+	// the switch below answers with the usage of every command.
+	if len(args) > 0 && len(args[0]) > 0 && (args[0][0] != '-' || args[0] == "-h" || args[0] == "--help") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run", "serve":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "sluice gateway %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", cmd)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  gateway [run] -config FILE   serve (SIGHUP reloads, SIGTERM/SIGINT drain and exit)
+  gateway check -config FILE   validate a config: exit 0, or print every error with its line and exit 1
+  gateway version              print version, commit and Go version
+`)
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "config file")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		return 2
+	}
+
+	g, err := gateway.New(*path, log)
+	if err != nil {
+		printConfigError(stderr, *path, err)
+		return 1
+	}
+	if err := g.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for {
+		select {
+		case err := <-g.Errors():
+			log.Error("listener failed", "err", err)
+			return 1
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				_, _ = g.Reload("signal")
+				continue
+			}
+			log.Info("signal received, shutting down", "signal", sig.String())
+			if err := g.Shutdown(context.Background()); err != nil {
+				log.Warn("drain ended with requests still running", "err", err)
+			}
+			log.Info("stopped")
+			return 0
+		}
+	}
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfig, "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	loaded, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, *path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d routes, %d pools)\n", *path, len(loaded.Config.Routes), len(loaded.Config.Pools))
+	return 0
+}
+
+// printConfigError prints each problem as FILE:LINE: message, the way
+// compilers do, so editors can jump to it.
+func printConfigError(w io.Writer, path string, err error) {
+	var problems config.Problems
+	if !errors.As(err, &problems) {
+		fmt.Fprintf(w, "%s: %v\n", path, err)
+		return
+	}
+	for _, p := range problems {
+		if p.Path != "" {
+			fmt.Fprintf(w, "%s:%d: %s: %s\n", path, p.Line, p.Path, p.Msg)
+		} else {
+			fmt.Fprintf(w, "%s:%d: %s\n", path, p.Line, p.Msg)
+		}
+	}
+	fmt.Fprintf(w, "%d problem(s) in %s\n", len(problems), path)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format must be text or json, got %q", format)
+}

@@ -1,0 +1,158 @@
+// Package admin serves the operator API on its own listener: health,
+// readiness, metrics, the loaded config and reload, and the state of the
+// pools. It is net/http, not fasthttp: it is off the hot path, and the
+// Prometheus and pprof handlers are net/http handlers.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// Gateway is what the admin API reads and drives.
+type Gateway interface {
+	// Snapshot is the config serving now; nil before the first load.
+	Snapshot() *proxy.Snapshot
+	// Reload reads the config file again and applies it if valid.
+	Reload(trigger string) (generation uint64, err error)
+	// LastError is the last rejected config, or nil if the last load
+	// succeeded.
+	LastError() *LoadError
+}
+
+// LoadError describes a rejected config file.
+type LoadError struct {
+	At     time.Time `json:"at"`
+	SHA256 string    `json:"sha256,omitempty"`
+	Errors []string  `json:"errors"`
+}
+
+// Options are the admin listener's settings fixed at start.
+type Options struct {
+	Pprof bool
+	// Token returns the bearer token /admin/* requires now ("" for none);
+	// it is read per request so that a reload can rotate it.
+	Token func() string
+}
+
+// Handler builds the admin mux.
+func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		reasons := readiness(g.Snapshot())
+		if len(reasons) > 0 {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", metrics)
+
+	api := http.NewServeMux()
+	api.HandleFunc("GET /admin/config", func(w http.ResponseWriter, _ *http.Request) { showConfig(w, g) })
+	api.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, _ *http.Request) {
+		gen, err := g.Reload("admin")
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"errors": strings.Split(err.Error(), "\n")})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]uint64{"generation": gen})
+	})
+	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
+	mux.Handle("/admin/", requireToken(opts.Token, api))
+
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+func readiness(s *proxy.Snapshot) []string {
+	if s == nil {
+		return []string{"no config loaded"}
+	}
+	return s.Ready()
+}
+
+// requireToken guards /admin/* with a bearer token when one is set.
+func requireToken(token func() string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := token()
+		if want != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+				writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{
+					"code": "unauthorized", "message": "admin token missing or wrong"}})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func showConfig(w http.ResponseWriter, g Gateway) {
+	out := map[string]any{"last_error": g.LastError()}
+	if s := g.Snapshot(); s != nil {
+		out["generation"] = s.Generation
+		out["loaded_at"] = s.LoadedAt.UTC().Format(time.RFC3339Nano)
+		out["sha256"] = s.SHA256
+		out["config"] = s.Config
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type backendView struct {
+	Addr     string `json:"addr"`
+	Weight   int    `json:"weight"`
+	Healthy  bool   `json:"healthy"`
+	InFlight int64  `json:"in_flight"`
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
+}
+
+type poolView struct {
+	Name     string        `json:"name"`
+	Balance  string        `json:"balance"`
+	Backends []backendView `json:"backends"`
+}
+
+func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
+	pools := []poolView{}
+	if s != nil {
+		for name, p := range s.Pools {
+			v := poolView{Name: name, Balance: s.Config.Pools[name].Balance}
+			for i, m := range p.Members {
+				v.Backends = append(v.Backends, backendView{
+					Addr: m.Addr, Weight: p.Weight(i), Healthy: p.Available(i),
+					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
+				})
+			}
+			pools = append(pools, v)
+		}
+	}
+	sort.Slice(pools, func(i, j int) bool { return pools[i].Name < pools[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"pools": pools})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,722 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shippedConfig is the dev stack's config, which `make run` starts from.
+const shippedConfig = "../../config/gateway.yaml"
+
+// minimalConfig is the smallest file that parses: one pool, one route.
+const minimalConfig = `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+routes:
+  - name: r1
+    pool: p1
+`
+
+// markedLine returns the 1-based line of src that holds marker. Test files
+// mark the line a problem must point at with "#!", so the expectation sits
+// next to the mistake instead of in a hand-counted number.
+func markedLine(t *testing.T, src, marker string) int {
+	t.Helper()
+	for i, l := range strings.Split(src, "\n") {
+		if strings.Contains(l, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no line holds the marker %q", marker)
+	return 0
+}
+
+// parseProblems parses src, which must fail, and returns the problems.
+func parseProblems(t *testing.T, src string) Problems {
+	t.Helper()
+	cfg, err := Parse([]byte(src))
+	if err == nil {
+		t.Fatalf("Parse accepted the file, want problems; got %+v", cfg)
+	}
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse error is %T (%v), want config.Problems", err, err)
+	}
+	if len(ps) == 0 {
+		t.Fatal("Parse failed with an empty Problems")
+	}
+	return ps
+}
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	cfg, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return cfg
+}
+
+// An operator who makes three unrelated mistakes must see all three in one
+// pass, each at its own line, and nothing else.
+func TestParseReportsEveryMistakeAtOnceWithItsLine(t *testing.T) {
+	src := `server:
+  listen: ":8080"
+  read_timout: 10s              #!unknown
+  write_timeout: 30 seconds     #!duration
+pools:
+  p1: {backends: [127.0.0.1:9101]}
+routes:
+  - name: r1
+    pool: p2                    #!pool
+`
+	ps := parseProblems(t, src)
+	want := []struct {
+		marker, msg string
+	}{
+		{"#!unknown", `unknown key "read_timout"`},
+		{"#!duration", `invalid duration "30 seconds"`},
+		{"#!pool", `unknown pool "p2"`},
+	}
+	if len(ps) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(ps), len(want), ps)
+	}
+	for i, w := range want {
+		line := markedLine(t, src, w.marker)
+		if ps[i].Line != line || !strings.Contains(ps[i].Msg, w.msg) {
+			t.Errorf("problem %d = line %d %q, want line %d containing %q", i, ps[i].Line, ps[i].Msg, line, w.msg)
+		}
+	}
+	// The joined error reads like a compiler's: one problem per line.
+	if got := strings.Count(ps.Error(), "\n") + 1; got != 3 {
+		t.Errorf("Problems.Error() has %d lines, want 3:\n%s", got, ps.Error())
+	}
+}
+
+// Every validation rule, each with the line it must point at (marked #!)
+// and a piece of the message an operator reads.
+func TestParseRejects(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.crt")
+	cases := []struct {
+		name string
+		src  string
+		msg  string
+	}{
+		// Decoding: unknown keys, at any depth.
+		{"unknown top-level key", minimalConfig + "logging: {level: debug}  #!\n", `unknown key "logging"`},
+		{"unknown server key", "server:\n  listn: \":8080\"  #!\n" + minimalConfig, `unknown key "listn"`},
+		{"unknown pool key", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    balancer: round_robin   #!
+routes: [{name: r1, pool: p1}]
+`, `unknown key "balancer"`},
+		{"unknown backend key", `pools:
+  p1:
+    backends:
+      - {addr: 127.0.0.1:9101, wieght: 2}   #!
+routes: [{name: r1, pool: p1}]
+`, `unknown key "wieght"`},
+		{"unknown match key", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match:
+      path: /v1   #!
+`, `unknown key "path"`},
+
+		// Decoding: scalars and types.
+		{"bad duration", "server:\n  idle_timeout: 10   #!\n" + minimalConfig, `invalid duration "10"`},
+		{"negative duration", "server:\n  drain_timeout: -1s   #!\n" + minimalConfig, `negative`},
+		{"bad size", "server:\n  max_body: 1MB   #!\n" + minimalConfig, `invalid size "1MB"`},
+		{"size not a number", "server:\n  max_header_bytes: lots   #!\n" + minimalConfig, `invalid size`},
+		{"text where a number goes", "server:\n  max_headers: many   #!\n" + minimalConfig, `wrong type`},
+		{"scalar where a list goes", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match: {methods: POST}   #!
+`, `wrong type`},
+		{"key given twice", "server:\n  listen: \":8080\"\n  listen: \":8081\"   #!\n" + minimalConfig, `already defined at line 2`},
+		{"pool defined twice", `pools:
+  p1: {backends: [127.0.0.1:9101]}
+  p1: {backends: [127.0.0.1:9102]}   #!
+routes: [{name: r1, pool: p1}]
+`, `already defined`},
+		{"file is not a mapping", "- just\n- a list   \n", `must be a YAML mapping`},
+		{"tab in indentation", "pools:\n\tp1: {backends: [127.0.0.1:9101]}  #!\nroutes: []\n", `cannot start any token`},
+		{"mapping value where none may go", "pools:\n- p1\n p2: x  #!\n", `mapping values are not allowed`},
+
+		// server and admin.
+		{"listen without port", "server:\n  listen: \"8080\"   #!\n" + minimalConfig, `not host:port`},
+		{"listen port out of range", "server:\n  listen: \":99999\"   #!\n" + minimalConfig, `no valid port`},
+		{"listen host not an IP", "server:\n  listen: \"example.com:80\"   #!\n" + minimalConfig, `not an IP address or localhost`},
+		{"admin listen bad", "admin:\n  listen: \"nowhere\"   #!\n" + minimalConfig, `not host:port`},
+		{"admin on the client port", "server:\n  listen: \":8080\"\nadmin:\n  listen: \"127.0.0.1:8080\"   #!\n" + minimalConfig, `admin API must never share the client port`},
+		{"admin equals server listen", "server:\n  listen: \"127.0.0.1:9000\"\nadmin:\n  listen: \"127.0.0.1:9000\"   #!\n" + minimalConfig, `also server.listen`},
+		{"tls without cert", "server:\n  tls:   #!\n    key: " + missing + "\n" + minimalConfig, `is required when tls is set`},
+		{"tls cert unreadable", "server:\n  tls:\n    cert: " + missing + "   #!\n    key: " + missing + "\n" + minimalConfig, `cannot read`},
+		{"max_header_bytes too small", "server:\n  max_header_bytes: 512   #!\n" + minimalConfig, `at least 1KiB`},
+		{"max_headers negative", "server:\n  max_headers: -1   #!\n" + minimalConfig, `at least 1`},
+		{"trusted proxy not an address", "server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - 10.0.0.0/33   #!\n" + minimalConfig, `neither an IP address nor a CIDR`},
+		{"trusted proxy a host name", "server:\n  trusted_proxies: [lb.internal]   #!\n" + minimalConfig, `"lb.internal"`},
+
+		// pools.
+		{"no pools", "routes: [{name: r1, pool: p1}]   #!\n", `at least one pool`},
+		{"pool with no backends", `pools:
+  p1:   #!
+    backends: []
+routes: [{name: r1, pool: p1}]
+`, `has no backends`},
+		{"pool with nothing in it", `pools:
+  p1:       #!
+routes: [{name: r1, pool: p1}]
+`, `has no backends`},
+		{"pool name with a space", `pools:
+  "p 1":      #!
+    backends: [127.0.0.1:9101]
+routes: [{name: r1, pool: "p 1"}]
+`, `pool name "p 1"`},
+		{"backend without port", `pools:
+  p1:
+    backends:
+      - 127.0.0.1:9101
+      - 127.0.0.1   #!
+routes: [{name: r1, pool: p1}]
+`, `backend "127.0.0.1" is not host:port`},
+		{"backend listed twice", `pools:
+  p1:
+    backends:
+      - 127.0.0.1:9101
+      - {addr: 127.0.0.1:9101, weight: 2}   #!
+routes: [{name: r1, pool: p1}]
+`, `listed twice`},
+		{"backend weight 0", `pools:
+  p1:
+    backends:
+      - {addr: 127.0.0.1:9101, weight: 0}   #!
+routes: [{name: r1, pool: p1}]
+`, `weight must be 1 to 10000, got 0`},
+		{"backend weight too large", `pools:
+  p1:
+    backends:
+      - {addr: 127.0.0.1:9101, weight: 10001}   #!
+routes: [{name: r1, pool: p1}]
+`, `got 10001`},
+		{"backend weight not a number", `pools:
+  p1:
+    backends:
+      - {addr: 127.0.0.1:9101, weight: heavy}   #!
+routes: [{name: r1, pool: p1}]
+`, `wrong type`},
+		{"unknown balance", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    balance: fastest   #!
+routes: [{name: r1, pool: p1}]
+`, `unknown policy "fastest"`},
+		{"max_conns negative", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    max_conns: -5   #!
+routes: [{name: r1, pool: p1}]
+`, `at least 1, got -5`},
+
+		// routes.
+		{"no routes", "pools:   #!\n  p1: {backends: [127.0.0.1:9101]}\n", `at least one route`},
+		{"route without name", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - pool: p1   #!
+`, `route has no name`},
+		{"route name with a slash", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: a/b   #!
+    pool: p1
+`, `route name "a/b"`},
+		{"duplicate route name", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+  - name: r1   #!
+    pool: p1
+`, `duplicate route name "r1" (also routes[0])`},
+		{"route without pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1   #!
+`, `names no pool`},
+		{"unknown pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p9   #!
+`, `unknown pool "p9" (defined: p1)`},
+		{"path_prefix without slash", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match: {path_prefix: v1/models}   #!
+`, `must start with /`},
+		{"strip_prefix without slash", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    strip_prefix: v1   #!
+`, `must start with /`},
+		{"method not a token", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match:
+      methods:
+        - GET
+        - "PO ST"   #!
+`, `is not an HTTP method`},
+		{"header name not a token", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match:
+      headers:
+        "X Tenant": a   #!
+`, `not a valid header name`},
+		{"host with port", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match: {host: "api.example.com:443"}   #!
+`, `without port or scheme`},
+		{"empty route", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+  -    #!
+`, `empty route`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := parseProblems(t, tc.src)
+			want := 1
+			if strings.Contains(tc.src, "#!") {
+				want = markedLine(t, tc.src, "#!")
+			}
+			for _, p := range ps {
+				if p.Line == want && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("no problem at line %d containing %q; got:\n%v", want, tc.msg, ps)
+		})
+	}
+}
+
+// Settings left out take the defaults documented on the fields (and in the
+// constants, which docs and code share).
+func TestParseAppliesDocumentedDefaults(t *testing.T) {
+	cfg := mustParse(t, minimalConfig)
+	s := cfg.Server
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"server.listen", s.Listen, ":8080"},
+		{"server.tls", s.TLS, (*TLS)(nil)},
+		{"server.read_timeout", s.ReadTimeout.D(), 10 * time.Second},
+		{"server.write_timeout", s.WriteTimeout.D(), 30 * time.Second},
+		{"server.idle_timeout", s.IdleTimeout.D(), 60 * time.Second},
+		{"server.max_header_bytes", s.MaxHeaderBytes, ByteSize(16 << 10)},
+		{"server.max_headers", s.MaxHeaders, 100},
+		{"server.max_body", s.MaxBody, ByteSize(1 << 20)},
+		{"server.trusted_proxies", len(s.TrustedProxies), 0},
+		{"server.drain_timeout", s.DrainTimeout.D(), 15 * time.Second},
+		{"admin.listen", cfg.Admin.Listen, "127.0.0.1:9901"},
+		{"admin.token", cfg.Admin.Token, ""},
+		{"admin.pprof", cfg.Admin.Pprof, false},
+		{"pool balance", cfg.Pools["p1"].Balance, "least_pending"},
+		{"pool max_conns", cfg.Pools["p1"].MaxConns, 512},
+		{"pool timeout", cfg.Pools["p1"].Timeout.D(), 30 * time.Second},
+		{"backend weight", cfg.Pools["p1"].Backends[0].Weight, 1},
+		{"route max_body from server.max_body", cfg.Routes[0].MaxBody, ByteSize(1 << 20)},
+		{"route timeout", cfg.Routes[0].Timeout.D(), time.Duration(0)},
+		{"route strip_prefix", cfg.Routes[0].StripPrefix, ""},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// A file that sets everything gets exactly what it says, normalised the
+// way matching expects (methods upper case, host lower case).
+func TestParseFullFile(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("pem"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := `server:
+  listen: "0.0.0.0:8443"
+  tls: {cert: ` + cert + `, key: ` + key + `}
+  read_timeout: 5s
+  write_timeout: 20s
+  idle_timeout: 1m30s
+  max_header_bytes: 32KiB
+  max_headers: 50
+  max_body: 2MiB
+  trusted_proxies: [10.0.0.0/8, 192.168.1.1, "::1"]
+  drain_timeout: 3s
+admin:
+  listen: "127.0.0.1:9999"
+  token: s3cret
+  pprof: true
+pools:
+  iris-v1:
+    backends:
+      - 127.0.0.1:9101
+      - {addr: 127.0.0.1:9102, weight: 3}
+    balance: p2c
+    max_conns: 64
+    timeout: 750ms
+  iris-v2: {backends: ["[::1]:9103"], balance: round_robin}
+routes:
+  - name: iris
+    match:
+      path_prefix: /v1/models/iris
+      methods: [post, Get]
+      host: API.Example.com
+      headers: {X-Tenant: acme}
+    strip_prefix: /v1/models/iris
+    pool: iris-v1
+    timeout: 1s
+    max_body: 256KiB
+  - name: catch-all
+    pool: iris-v2
+`
+	cfg := mustParse(t, src)
+	want := &Config{
+		Server: Server{
+			Listen:         "0.0.0.0:8443",
+			TLS:            &TLS{Cert: cert, Key: key},
+			ReadTimeout:    Duration(5 * time.Second),
+			WriteTimeout:   Duration(20 * time.Second),
+			IdleTimeout:    Duration(90 * time.Second),
+			MaxHeaderBytes: 32 << 10,
+			MaxHeaders:     50,
+			MaxBody:        2 << 20,
+			TrustedProxies: []string{"10.0.0.0/8", "192.168.1.1", "::1"},
+			DrainTimeout:   Duration(3 * time.Second),
+		},
+		Admin: Admin{Listen: "127.0.0.1:9999", Token: "s3cret", Pprof: true},
+		Pools: map[string]*Pool{
+			"iris-v1": {
+				Backends: []Backend{{Addr: "127.0.0.1:9101", Weight: 1}, {Addr: "127.0.0.1:9102", Weight: 3}},
+				Balance:  "p2c", MaxConns: 64, Timeout: Duration(750 * time.Millisecond),
+			},
+			"iris-v2": {
+				Backends: []Backend{{Addr: "[::1]:9103", Weight: 1}},
+				Balance:  "round_robin", MaxConns: DefaultMaxConns, Timeout: Duration(DefaultPoolTimeout),
+			},
+		},
+		Routes: []*Route{
+			{
+				Name: "iris",
+				Match: Match{
+					PathPrefix: "/v1/models/iris",
+					Methods:    []string{"POST", "GET"},
+					Host:       "api.example.com",
+					Headers:    map[string]string{"X-Tenant": "acme"},
+				},
+				StripPrefix: "/v1/models/iris",
+				Pool:        "iris-v1",
+				Timeout:     Duration(time.Second),
+				MaxBody:     256 << 10,
+			},
+			{Name: "catch-all", Pool: "iris-v2", MaxBody: 2 << 20},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("Parse(full file):\n got %+v\nwant %+v", cfg, want)
+		for i := range min(len(cfg.Routes), len(want.Routes)) {
+			t.Errorf("route %d:\n got %+v\nwant %+v", i, *cfg.Routes[i], *want.Routes[i])
+		}
+	}
+	prefixes := cfg.Server.TrustedPrefixes()
+	if len(prefixes) != 3 || prefixes[1].Bits() != 32 || prefixes[2].Bits() != 128 {
+		t.Errorf("TrustedPrefixes = %v, want a /8, a /32 and a /128", prefixes)
+	}
+}
+
+// ${VAR} and ${VAR:-default} expand inside scalar values, after the YAML
+// structure is fixed, so an environment value can never add keys.
+func TestParseExpandsEnvironment(t *testing.T) {
+	t.Setenv("SLUICE_TEST_CONNS", "64")
+	t.Setenv("SLUICE_TEST_PORT", "8181")
+	t.Setenv("SLUICE_TEST_TOKEN", "a: b #c")
+	t.Setenv("SLUICE_TEST_EMPTY", "")
+	os.Unsetenv("SLUICE_TEST_UNSET")
+
+	cases := []struct {
+		name  string
+		field string // server, admin or pool line to insert
+		check func(*Config) (got, want any)
+	}{
+		{"number from a plain scalar", "pool:max_conns: ${SLUICE_TEST_CONNS}",
+			func(c *Config) (any, any) { return c.Pools["p1"].MaxConns, 64 }},
+		{"inside a quoted string", `server:listen: "127.0.0.1:${SLUICE_TEST_PORT}"`,
+			func(c *Config) (any, any) { return c.Server.Listen, "127.0.0.1:8181" }},
+		{"default when unset", "pool:timeout: ${SLUICE_TEST_UNSET:-7s}",
+			func(c *Config) (any, any) { return c.Pools["p1"].Timeout.D(), 7 * time.Second }},
+		{"default when set but empty", "pool:balance: ${SLUICE_TEST_EMPTY:-random}",
+			func(c *Config) (any, any) { return c.Pools["p1"].Balance, "random" }},
+		{"set value wins over default", "pool:max_conns: ${SLUICE_TEST_CONNS:-3}",
+			func(c *Config) (any, any) { return c.Pools["p1"].MaxConns, 64 }},
+		{"YAML punctuation stays one string", "admin:token: ${SLUICE_TEST_TOKEN}",
+			func(c *Config) (any, any) { return c.Admin.Token, "a: b #c" }},
+		{"unset without default is empty", "admin:token: ${SLUICE_TEST_UNSET}",
+			func(c *Config) (any, any) { return c.Admin.Token, "" }},
+		{"unset number without default takes the default", "pool:max_conns: ${SLUICE_TEST_UNSET}",
+			func(c *Config) (any, any) { return c.Pools["p1"].MaxConns, DefaultMaxConns }},
+		{"two references in one value", "admin:token: ${SLUICE_TEST_CONNS}-${SLUICE_TEST_PORT}",
+			func(c *Config) (any, any) { return c.Admin.Token, "64-8181" }},
+		{"a dollar without braces is literal", "admin:token: pa$$word$HOME",
+			func(c *Config) (any, any) { return c.Admin.Token, "pa$$word$HOME" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, withSetting(tc.field))
+			if got, want := tc.check(cfg); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %#v, want %#v", got, want)
+			}
+		})
+	}
+
+	// A quoted value keeps its string type after expansion, so it cannot
+	// be used where a number goes; the problem still has its line.
+	t.Run("quoted number stays text", func(t *testing.T) {
+		src := withSetting(`pool:max_conns: "${SLUICE_TEST_CONNS}"   #!`)
+		ps := parseProblems(t, src)
+		if len(ps) != 1 || ps[0].Line != markedLine(t, src, "#!") || !strings.Contains(ps[0].Msg, "wrong type") {
+			t.Errorf("got %v, want one wrong-type problem at the marked line", ps)
+		}
+	})
+}
+
+// withSetting builds a small valid file with one extra line, given as
+// "section:key: value" where section is server, admin or pool.
+func withSetting(setting string) string {
+	section, line, _ := strings.Cut(setting, ":")
+	var server, admin, pool string
+	switch section {
+	case "server":
+		server = "\n  " + line
+	case "admin":
+		admin = "\n  " + line
+	case "pool":
+		pool = "\n    " + line
+	}
+	return "server:\n  read_timeout: 10s" + server + `
+admin:
+  pprof: false` + admin + `
+pools:
+  p1:
+    backends: [127.0.0.1:9101]` + pool + `
+routes:
+  - name: r1
+    pool: p1
+`
+}
+
+// A backend is a plain address or {addr, weight}; both mean the same thing
+// with weight 1, and weight 0 would be a backend that never gets traffic.
+func TestParseBackendForms(t *testing.T) {
+	cases := []struct {
+		name     string
+		backends string
+		want     []Backend
+		problem  string
+	}{
+		{"plain strings", "[127.0.0.1:9101, 127.0.0.1:9102]",
+			[]Backend{{"127.0.0.1:9101", 1}, {"127.0.0.1:9102", 1}}, ""},
+		{"mapping with weight", "[{addr: 127.0.0.1:9101, weight: 5}]",
+			[]Backend{{"127.0.0.1:9101", 5}}, ""},
+		{"mapping without weight", "[{addr: 127.0.0.1:9101}]",
+			[]Backend{{"127.0.0.1:9101", 1}}, ""},
+		{"both forms mixed", "[127.0.0.1:9101, {addr: \"[::1]:9102\", weight: 2}]",
+			[]Backend{{"127.0.0.1:9101", 1}, {"[::1]:9102", 2}}, ""},
+		{"host name", "[worker-1.internal:9101]",
+			[]Backend{{"worker-1.internal:9101", 1}}, ""},
+		{"weight 0 rejected", "[{addr: 127.0.0.1:9101, weight: 0}]", nil, "weight must be 1 to 10000, got 0"},
+		{"negative weight rejected", "[{addr: 127.0.0.1:9101, weight: -2}]", nil, "got -2"},
+		{"mapping without addr rejected", "[{weight: 2}]", nil, `backend "" is not host:port`},
+		{"port 0 rejected", "[127.0.0.1:0]", nil, "not host:port"},
+		// yaml.v3 drops null list entries, so the pool is empty; the
+		// problem points at the pool.
+		{"only a null entry rejected", "[~]", nil, `pool "p1" has no backends`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "pools:\n  p1:\n    backends: " + tc.backends + "\nroutes: [{name: r1, pool: p1}]\n"
+			if tc.problem != "" {
+				ps := parseProblems(t, src)
+				line := 3 // backends:
+				if strings.Contains(tc.problem, "has no backends") {
+					line = 2 // the pool's name
+				}
+				if !slices.ContainsFunc(ps, func(p Problem) bool { return p.Line == line && strings.Contains(p.Msg, tc.problem) }) {
+					t.Errorf("want a problem at line %d containing %q, got:\n%v", line, tc.problem, ps)
+				}
+				return
+			}
+			cfg := mustParse(t, src)
+			if got := cfg.Pools["p1"].Backends; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("backends = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Listener settings are bound at start; a reload must name each one that
+// changed so the operator knows to restart, and must not complain about
+// settings that reload.
+func TestListenerChanges(t *testing.T) {
+	base := mustParse(t, minimalConfig)
+	cases := []struct {
+		name   string
+		change func(c *Config)
+		want   []string
+	}{
+		{"nothing", func(c *Config) {}, nil},
+		{"listen", func(c *Config) { c.Server.Listen = ":9090" }, []string{"server.listen"}},
+		{"tls added", func(c *Config) { c.Server.TLS = &TLS{Cert: "a", Key: "b"} }, []string{"server.tls"}},
+		{"read_timeout", func(c *Config) { c.Server.ReadTimeout = Duration(time.Second) }, []string{"server.read_timeout"}},
+		{"write_timeout", func(c *Config) { c.Server.WriteTimeout = Duration(time.Second) }, []string{"server.write_timeout"}},
+		{"idle_timeout", func(c *Config) { c.Server.IdleTimeout = Duration(time.Second) }, []string{"server.idle_timeout"}},
+		{"max_header_bytes", func(c *Config) { c.Server.MaxHeaderBytes = 1 << 20 }, []string{"server.max_header_bytes"}},
+		{"admin listen", func(c *Config) { c.Admin.Listen = "127.0.0.1:1" }, []string{"admin.listen"}},
+		{"pprof", func(c *Config) { c.Admin.Pprof = true }, []string{"admin.pprof"}},
+		{"several at once, in a fixed order", func(c *Config) {
+			c.Admin.Listen = "127.0.0.1:1"
+			c.Server.Listen = ":9090"
+			c.Server.IdleTimeout = Duration(time.Second)
+		}, []string{"server.listen", "server.idle_timeout", "admin.listen"}},
+		{"per-request settings reload", func(c *Config) {
+			c.Server.MaxBody = 1
+			c.Server.MaxHeaders = 1
+			c.Server.TrustedProxies = []string{"10.0.0.0/8"}
+			c.Server.DrainTimeout = Duration(time.Second)
+			c.Admin.Token = "new"
+			c.Pools = map[string]*Pool{"p2": {Backends: []Backend{{"127.0.0.1:1", 1}}}}
+			c.Routes = nil
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			next := *base
+			tc.change(&next)
+			if got := ListenerChanges(base, &next); !slices.Equal(got, tc.want) {
+				t.Errorf("ListenerChanges = %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("tls files", func(t *testing.T) {
+		a, b := *base, *base
+		a.Server.TLS = &TLS{Cert: "a.crt", Key: "a.key"}
+		b.Server.TLS = &TLS{Cert: "a.crt", Key: "a.key"}
+		if got := ListenerChanges(&a, &b); got != nil {
+			t.Errorf("same tls files in new structs: got %q, want none", got)
+		}
+		b.Server.TLS = &TLS{Cert: "b.crt", Key: "a.key"}
+		if got := ListenerChanges(&a, &b); !slices.Equal(got, []string{"server.tls"}) {
+			t.Errorf("new cert: got %q, want server.tls", got)
+		}
+		b.Server.TLS = nil
+		if got := ListenerChanges(&a, &b); !slices.Equal(got, []string{"server.tls"}) {
+			t.Errorf("tls removed: got %q, want server.tls", got)
+		}
+	})
+}
+
+// `make run` starts from the shipped file; it must always parse.
+func TestShippedConfigParses(t *testing.T) {
+	loaded, err := Load(shippedConfig)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", shippedConfig, err)
+	}
+	cfg := loaded.Config
+	if len(cfg.Routes) == 0 || len(cfg.Pools) == 0 {
+		t.Fatalf("shipped config has %d routes and %d pools, want some of each", len(cfg.Routes), len(cfg.Pools))
+	}
+	for _, r := range cfg.Routes {
+		if cfg.Pools[r.Pool] == nil {
+			t.Errorf("route %q names pool %q, which is not defined", r.Name, r.Pool)
+		}
+	}
+	if want := Sum(loaded.Source); loaded.SHA256 != want || len(want) != 64 {
+		t.Errorf("SHA256 = %q, want the hex digest of the file %q", loaded.SHA256, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want an error wrapping os.ErrNotExist", err)
+	}
+}
+
+// Editors on Windows save UTF-8 with a byte-order mark; it is not a key.
+func TestParseToleratesByteOrderMark(t *testing.T) {
+	mustParse(t, "\xef\xbb\xbf"+minimalConfig)
+}
+
+// Regression: the strict key check reported YAML merge keys ("<<: *base")
+// as unknown keys, though yaml.v3 merges them and KnownFields allows them;
+// operators use them to share pool settings.
+func TestParseAcceptsYAMLMergeKeys(t *testing.T) {
+	cfg := mustParse(t, `pools:
+  iris-v1: &pool
+    backends: [127.0.0.1:9101]
+    balance: p2c
+    max_conns: 64
+  iris-v2:
+    <<: *pool
+    backends: [127.0.0.1:9102]
+routes: [{name: r1, pool: iris-v2}]
+`)
+	p := cfg.Pools["iris-v2"]
+	if p.Balance != "p2c" || p.MaxConns != 64 || p.Backends[0].Addr != "127.0.0.1:9102" {
+		t.Errorf("iris-v2 = %+v, want iris-v1's settings with its own backend", *p)
+	}
+
+	// A key the merged mapping does not know is still reported, with its line.
+	src := `pools:
+  p1:
+    <<: {balance: p2c, weight: 2}   #!
+    backends: [127.0.0.1:9101]
+routes: [{name: r1, pool: p1}]
+`
+	ps := parseProblems(t, src)
+	if len(ps) != 1 || ps[0].Line != markedLine(t, src, "#!") || !strings.Contains(ps[0].Msg, `unknown key "weight"`) {
+		t.Errorf("got %v, want one unknown key \"weight\" at the marked line", ps)
+	}
+}
+
+// Regression: yaml.v3 names Go types in its messages ("!!str", "int");
+// an operator must read plain words instead.
+func TestParseProblemsDoNotNameGoTypes(t *testing.T) {
+	src := "server:\n  max_headers: many\n  trusted_proxies: 10.0.0.0/8\n" + minimalConfig
+	for _, p := range parseProblems(t, src) {
+		for _, jargon := range []string{"!!", "[]string", "int", "unmarshal"} {
+			if strings.Contains(p.Msg, jargon) {
+				t.Errorf("line %d: message %q contains %q", p.Line, p.Msg, jargon)
+			}
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Duration is a Go duration written as text ("250ms", "2s").
+// Zero means "not set": the field's default applies.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses the scalar. A bad value is reported as a
+// *yaml.TypeError so that decoding goes on and collects every problem.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return typeError(n, "invalid duration %q (write a Go duration such as 250ms, 2s or 1m30s)", n.Value)
+	}
+	if v < 0 {
+		return typeError(n, "duration %q is negative", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as text, the way it is configured.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// ByteSize is a size in bytes, written as a plain number or with a binary
+// unit: KiB, MiB or GiB. Zero means "not set": the field's default applies.
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	scale  int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// ParseByteSize reads "16KiB", "1MiB", "512" or "512B".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	scale := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, scale = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.scale
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/scale {
+		return 0, fmt.Errorf("invalid size")
+	}
+	return ByteSize(n * scale), nil
+}
+
+// UnmarshalYAML parses the scalar; see Duration.UnmarshalYAML.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return typeError(n, "invalid size %q (write bytes, or a number with KiB, MiB or GiB)", n.Value)
+	}
+	*b = v
+	return nil
+}
+
+// UnmarshalYAML accepts "host:port" or {addr: host:port, weight: N}.
+func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*b = Backend{Addr: n.Value, Weight: 1}
+		return nil
+	}
+	var long struct {
+		Addr   string `yaml:"addr"`
+		Weight *int   `yaml:"weight"`
+	}
+	if err := n.Decode(&long); err != nil {
+		return err
+	}
+	*b = Backend{Addr: long.Addr, Weight: 1}
+	if long.Weight != nil {
+		b.Weight = *long.Weight
+	}
+	return nil
+}
+
+func typeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
+}

@@ -1,0 +1,158 @@
+// Package config reads config/gateway.yaml into a validated *Config.
+//
+// Loading happens in three steps, each one total before the next starts:
+// decode (strict: an unknown key is an error with its line), expand
+// (${ENV} in every scalar), and validate (every problem at once, each with
+// its YAML line). The result is immutable by convention: nothing changes a
+// *Config after Parse returns it, so the gateway can compile it into a
+// routing snapshot and swap that in atomically.
+//
+// Types here are pure data. Every field documents its meaning, its default
+// and what its zero value means.
+package config
+
+import "time"
+
+// Config is the whole file.
+type Config struct {
+	// Server is the client-facing listener.
+	Server Server `yaml:"server" json:"server"`
+	// Admin is the operator listener: metrics, health, the admin API.
+	Admin Admin `yaml:"admin" json:"admin"`
+	// Pools are the upstream groups, one per model version, by name.
+	// At least one is required.
+	Pools map[string]*Pool `yaml:"pools" json:"pools"`
+	// Routes are matched in order; the first match wins. At least one is required.
+	Routes []*Route `yaml:"routes" json:"routes"`
+}
+
+// Server holds the client listener's settings. Listener settings (listen,
+// tls, the three timeouts, max_header_bytes) are bound when the listener
+// starts: a reload that changes them is rejected with a message saying to
+// restart. The rest applies per request and reloads like routes do.
+type Server struct {
+	// Listen is the client address, host:port. Default ":8080".
+	Listen string `yaml:"listen" json:"listen"`
+	// TLS, when set, makes the listener terminate TLS. Zero: plain HTTP.
+	TLS *TLS `yaml:"tls" json:"tls,omitempty"`
+	// ReadTimeout bounds how long the whole request (headers and body) may
+	// take to arrive; past it the client gets 408. Default 10s.
+	ReadTimeout Duration `yaml:"read_timeout" json:"read_timeout"`
+	// WriteTimeout bounds writing the response to the client. Default 30s.
+	WriteTimeout Duration `yaml:"write_timeout" json:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
+	// MaxHeaderBytes bounds the request line and headers together; more gets
+	// 431. Default 16KiB.
+	MaxHeaderBytes ByteSize `yaml:"max_header_bytes" json:"max_header_bytes"`
+	// MaxHeaders bounds the number of request header fields; more gets 431.
+	// Default 100.
+	MaxHeaders int `yaml:"max_headers" json:"max_headers"`
+	// MaxBody is the request body limit for routes that set none; more gets
+	// 413. Default 1MiB.
+	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+	// TrustedProxies are the peers (CIDRs or bare IPs) whose X-Forwarded-For,
+	// X-Forwarded-Proto and X-Forwarded-Host are believed. Zero: none; the
+	// client IP is always the TCP peer.
+	TrustedProxies []string `yaml:"trusted_proxies" json:"trusted_proxies"`
+	// DrainTimeout bounds the graceful stop on SIGTERM/SIGINT: in-flight
+	// requests get this long to finish. Default 15s.
+	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+}
+
+// TLS names the certificate and key files (PEM).
+type TLS struct {
+	// Cert is the certificate chain file. Required with tls.
+	Cert string `yaml:"cert" json:"cert"`
+	// Key is the private key file. Required with tls.
+	Key string `yaml:"key" json:"key"`
+}
+
+// Admin holds the operator listener's settings.
+type Admin struct {
+	// Listen is the admin address; it must differ from server.listen.
+	// Default "127.0.0.1:9901". Bound at start.
+	Listen string `yaml:"listen" json:"listen"`
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on
+	// /admin/*. Zero: /admin/* is open to whoever reaches the admin address.
+	Token string `yaml:"token" json:"-"`
+	// Pprof exposes /debug/pprof/ on the admin listener. Default false.
+	Pprof bool `yaml:"pprof" json:"pprof"`
+}
+
+// Pool is the set of workers serving one model version.
+type Pool struct {
+	// Backends are the worker addresses (host:port), each a plain string or
+	// {addr, weight}. At least one is required.
+	Backends []Backend `yaml:"backends" json:"backends"`
+	// Balance picks a backend per attempt: least_pending (default),
+	// round_robin, random or p2c (power of two random choices).
+	Balance string `yaml:"balance" json:"balance"`
+	// MaxConns bounds connections to each backend; a request that finds
+	// them all busy waits up to the attempt timeout, then gets 503.
+	// Default 512.
+	MaxConns int `yaml:"max_conns" json:"max_conns"`
+	// Timeout bounds one attempt: connecting, sending and receiving the
+	// response headers. Default 30s.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Backend is one worker address with its balancing weight.
+type Backend struct {
+	// Addr is host:port.
+	Addr string `yaml:"addr" json:"addr"`
+	// Weight is the relative share of traffic. Default 1; 0 is an error.
+	Weight int `yaml:"weight" json:"weight"`
+}
+
+// Route sends matching requests to a pool.
+type Route struct {
+	// Name identifies the route in metrics, logs and the admin API. Required,
+	// unique.
+	Name string `yaml:"name" json:"name"`
+	// Match selects the requests; an empty match takes every request.
+	Match Match `yaml:"match" json:"match"`
+	// StripPrefix is removed from the front of the path before forwarding,
+	// when the path starts with it. Zero: the path is forwarded as is.
+	StripPrefix string `yaml:"strip_prefix" json:"strip_prefix,omitempty"`
+	// Pool answers the route's requests. Required.
+	Pool string `yaml:"pool" json:"pool"`
+	// Timeout bounds the whole request upstream; past it the client gets
+	// 504. Zero: only the pool's attempt timeout applies.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// MaxBody is the request body limit; more gets 413. Zero: server.max_body.
+	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+}
+
+// Match is the conjunction of its non-empty fields.
+type Match struct {
+	// PathPrefix matches paths that equal it or continue it. Zero: any path.
+	PathPrefix string `yaml:"path_prefix" json:"path_prefix,omitempty"`
+	// Methods is the allowed methods, upper case. Zero: any method.
+	Methods []string `yaml:"methods" json:"methods,omitempty"`
+	// Host matches the Host header without its port, case-insensitively;
+	// "*.example.com" matches any subdomain. Zero: any host.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// Headers must all be present with exactly these values. Zero: no
+	// header condition.
+	Headers map[string]string `yaml:"headers" json:"headers,omitempty"`
+}
+
+// Defaults, in one place so docs, validation and code agree.
+const (
+	DefaultListen         = ":8080"
+	DefaultAdminListen    = "127.0.0.1:9901"
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultMaxHeaders     = 100
+	DefaultMaxBody        = 1 << 20
+	DefaultDrainTimeout   = 15 * time.Second
+	DefaultBalance        = "least_pending"
+	DefaultMaxConns       = 512
+	DefaultPoolTimeout    = 30 * time.Second
+)
+
+// Balance policies a pool may name.
+var BalancePolicies = []string{"least_pending", "round_robin", "random", "p2c"}

@@ -1,0 +1,296 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+func applyDefaults(c *Config) {
+	s := &c.Server
+	setDefault(&s.Listen, DefaultListen)
+	setDefault(&s.ReadTimeout, Duration(DefaultReadTimeout))
+	setDefault(&s.WriteTimeout, Duration(DefaultWriteTimeout))
+	setDefault(&s.IdleTimeout, Duration(DefaultIdleTimeout))
+	setDefault(&s.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&s.MaxHeaders, DefaultMaxHeaders)
+	setDefault(&s.MaxBody, DefaultMaxBody)
+	setDefault(&s.DrainTimeout, Duration(DefaultDrainTimeout))
+	setDefault(&c.Admin.Listen, DefaultAdminListen)
+	for _, p := range c.Pools {
+		if p == nil {
+			continue
+		}
+		setDefault(&p.Balance, DefaultBalance)
+		setDefault(&p.MaxConns, DefaultMaxConns)
+		setDefault(&p.Timeout, Duration(DefaultPoolTimeout))
+	}
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		setDefault(&r.MaxBody, s.MaxBody)
+		for i, m := range r.Match.Methods {
+			r.Match.Methods[i] = strings.ToUpper(m)
+		}
+		r.Match.Host = strings.ToLower(r.Match.Host)
+	}
+}
+
+func setDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
+}
+
+// checker gathers problems, finding each one's line from the node tree.
+type checker struct {
+	doc      *yaml.Node
+	problems Problems
+}
+
+func (c *checker) add(path []any, format string, args ...any) {
+	c.problems = append(c.problems, Problem{Line: nodeAt(c.doc, path...), Path: pathString(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func pathString(path []any) string {
+	var b strings.Builder
+	for _, s := range path {
+		switch v := s.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", v)
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+func at(path ...any) []any { return path }
+
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+	tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$") // RFC 9110 5.6.2
+)
+
+func validate(c *Config, doc *yaml.Node) Problems {
+	ck := &checker{doc: doc}
+	validateServer(ck, c)
+	validatePools(ck, c)
+	validateRoutes(ck, c)
+	return ck.problems
+}
+
+func validateServer(ck *checker, c *Config) {
+	s := c.Server
+	checkListen(ck, at("server", "listen"), s.Listen)
+	checkListen(ck, at("admin", "listen"), c.Admin.Listen)
+	if sameListen(s.Listen, c.Admin.Listen) {
+		ck.add(at("admin", "listen"), "%q is also server.listen: the admin API must never share the client port", c.Admin.Listen)
+	}
+	if s.TLS != nil {
+		for _, f := range []struct{ key, path string }{{"cert", s.TLS.Cert}, {"key", s.TLS.Key}} {
+			if f.path == "" {
+				ck.add(at("server", "tls", f.key), "is required when tls is set")
+			} else if _, err := os.Stat(f.path); err != nil {
+				ck.add(at("server", "tls", f.key), "cannot read %q: %v", f.path, unwrapPathError(err))
+			}
+		}
+	}
+	if s.MaxHeaderBytes < 1024 {
+		ck.add(at("server", "max_header_bytes"), "must be at least 1KiB, got %d bytes", s.MaxHeaderBytes)
+	}
+	if s.MaxHeaders < 1 {
+		ck.add(at("server", "max_headers"), "must be at least 1, got %d", s.MaxHeaders)
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			ck.add(at("server", "trusted_proxies", i), "%q is neither an IP address nor a CIDR range", p)
+		}
+	}
+}
+
+func checkListen(ck *checker, path []any, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		ck.add(path, "%q is not host:port", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		ck.add(path, "%q has no valid port", addr)
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			ck.add(path, "host %q is not an IP address or localhost", host)
+		}
+	}
+}
+
+// sameListen reports whether two listen addresses would collide: equal
+// ports where either one binds every interface, or equal host and port.
+func sameListen(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	return ha == hb || ha == "" || hb == "" || ha == "0.0.0.0" || hb == "0.0.0.0"
+}
+
+func validatePools(ck *checker, c *Config) {
+	if len(c.Pools) == 0 {
+		ck.add(at("pools"), "at least one pool is required")
+	}
+	for _, name := range sortedKeys(c.Pools) {
+		p := c.Pools[name]
+		path := func(rest ...any) []any { return append(at("pools", name), rest...) }
+		if !nameRE.MatchString(name) {
+			ck.add(path(), "pool name %q must be letters, digits, '.', '_' or '-' (at most 63)", name)
+		}
+		if p == nil || len(p.Backends) == 0 {
+			ck.add(path(), "pool %q has no backends", name)
+			continue
+		}
+		seen := map[string]bool{}
+		for i, b := range p.Backends {
+			if _, port, err := net.SplitHostPort(b.Addr); err != nil || port == "" || port == "0" {
+				ck.add(path("backends", i), "backend %q is not host:port", b.Addr)
+			} else if seen[b.Addr] {
+				ck.add(path("backends", i), "backend %q is listed twice", b.Addr)
+			}
+			seen[b.Addr] = true
+			if b.Weight < 1 || b.Weight > 10000 {
+				ck.add(path("backends", i), "weight must be 1 to 10000, got %d", b.Weight)
+			}
+		}
+		if !slices.Contains(BalancePolicies, p.Balance) {
+			ck.add(path("balance"), "unknown policy %q (one of %s)", p.Balance, strings.Join(BalancePolicies, ", "))
+		}
+		if p.MaxConns < 1 {
+			ck.add(path("max_conns"), "must be at least 1, got %d", p.MaxConns)
+		}
+	}
+}
+
+func validateRoutes(ck *checker, c *Config) {
+	if len(c.Routes) == 0 {
+		ck.add(at("routes"), "at least one route is required")
+	}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		path := func(rest ...any) []any { return append(at("routes", i), rest...) }
+		if r == nil {
+			ck.add(path(), "empty route")
+			continue
+		}
+		switch prev, dup := names[r.Name]; {
+		case r.Name == "":
+			ck.add(path(), "route has no name")
+		case !nameRE.MatchString(r.Name):
+			ck.add(path("name"), "route name %q must be letters, digits, '.', '_' or '-' (at most 63)", r.Name)
+		case dup:
+			ck.add(path("name"), "duplicate route name %q (also routes[%d])", r.Name, prev)
+		}
+		names[r.Name] = i
+		switch _, ok := c.Pools[r.Pool]; {
+		case r.Pool == "":
+			ck.add(path(), "route %q names no pool", r.Name)
+		case !ok:
+			ck.add(path("pool"), "unknown pool %q (defined: %s)", r.Pool, strings.Join(sortedKeys(c.Pools), ", "))
+		}
+		m := r.Match
+		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+			ck.add(path("match", "path_prefix"), "%q must start with /", m.PathPrefix)
+		}
+		if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
+			ck.add(path("strip_prefix"), "%q must start with /", r.StripPrefix)
+		}
+		for j, meth := range m.Methods {
+			if !tokenRE.MatchString(meth) {
+				ck.add(path("match", "methods", j), "%q is not an HTTP method", meth)
+			}
+		}
+		for _, h := range sortedKeys(m.Headers) {
+			if !tokenRE.MatchString(h) {
+				ck.add(path("match", "headers", h), "%q is not a valid header name", h)
+			}
+		}
+		if m.Host != "" && strings.ContainsAny(m.Host, " /:") {
+			ck.add(path("match", "host"), "%q must be a host name without port or scheme", m.Host)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// parsePrefix reads a CIDR range or a bare address (a one-address range).
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// TrustedPrefixes returns server.trusted_proxies parsed; Parse has already
+// rejected any that do not parse.
+func (s Server) TrustedPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(s.TrustedProxies))
+	for _, p := range s.TrustedProxies {
+		if pr, err := parsePrefix(p); err == nil {
+			out = append(out, pr)
+		}
+	}
+	return out
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// ListenerChanges names the settings that differ between two configs but
+// are bound when the listeners start, so a reload cannot apply them.
+func ListenerChanges(old, next *Config) []string {
+	var out []string
+	a, b := old.Server, next.Server
+	diff := func(name string, changed bool) {
+		if changed {
+			out = append(out, name)
+		}
+	}
+	diff("server.listen", a.Listen != b.Listen)
+	diff("server.tls", (a.TLS == nil) != (b.TLS == nil) || (a.TLS != nil && *a.TLS != *b.TLS))
+	diff("server.read_timeout", a.ReadTimeout != b.ReadTimeout)
+	diff("server.write_timeout", a.WriteTimeout != b.WriteTimeout)
+	diff("server.idle_timeout", a.IdleTimeout != b.IdleTimeout)
+	diff("server.max_header_bytes", a.MaxHeaderBytes != b.MaxHeaderBytes)
+	diff("admin.listen", old.Admin.Listen != next.Admin.Listen)
+	diff("admin.pprof", old.Admin.Pprof != next.Admin.Pprof)
+	return out
+}

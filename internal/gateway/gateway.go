@@ -1,0 +1,175 @@
+// Package gateway wires the parts into a running gateway: it loads the
+// config, compiles and swaps snapshots, owns the client and admin
+// listeners, watches the config file and drains on shutdown. cmd/gateway
+// is flags and signals around it; tests run it in-process.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/admin"
+	"github.com/sluice-gw/sluice/internal/backend"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// watchDebounce is how long the watcher waits after the last event before
+// reading the file: long enough for an editor's write-then-rename or a
+// truncate-then-write to finish, short enough to apply well within a second.
+const watchDebounce = 100 * time.Millisecond
+
+// Gateway is one running gateway.
+type Gateway struct {
+	path     string
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	registry *backend.Registry
+	proxy    *proxy.Proxy
+
+	reloadMu     sync.Mutex
+	generation   uint64
+	lastErr      *admin.LoadError
+	lastErrSum   string
+	lastErrMu    sync.RWMutex
+	server       *fasthttp.Server
+	adminServer  *http.Server
+	clientLn     net.Listener
+	adminLn      net.Listener
+	serveErr     chan error
+	stopWatching context.CancelFunc
+}
+
+// New loads the config at path and compiles the first snapshot. It binds
+// nothing; call Start.
+func New(path string, log *slog.Logger) (*Gateway, error) {
+	loaded, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		path:     path,
+		log:      log,
+		metrics:  metrics.New(),
+		registry: backend.NewRegistry(),
+		serveErr: make(chan error, 2),
+	}
+	g.proxy = proxy.New(g.metrics, log)
+	g.apply(loaded)
+	return g, nil
+}
+
+// Start binds both listeners, starts serving and watching the config file.
+func (g *Gateway) Start() error {
+	cfg := g.proxy.Snapshot().Config
+	s := cfg.Server
+	g.server = &fasthttp.Server{
+		Handler:               g.proxy.Handle,
+		HeaderReceived:        g.proxy.HeaderReceived,
+		ErrorHandler:          g.proxy.ErrorHandler,
+		Name:                  "",
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           s.ReadTimeout.D(),
+		WriteTimeout:          s.WriteTimeout.D(),
+		IdleTimeout:           s.IdleTimeout.D(),
+		ReadBufferSize:        int(s.MaxHeaderBytes),
+		MaxRequestBodySize:    int(s.MaxBody),
+		CloseOnShutdown:       true,
+		// Bodies are forwarded as they came; multipart forms are not parsed.
+		DisablePreParseMultipartForm: true,
+		Logger:                       slogPrinter{g.log},
+	}
+	var err error
+	if g.clientLn, err = net.Listen("tcp", s.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", s.Listen, err)
+	}
+	if s.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(s.TLS.Cert, s.TLS.Key)
+		if err != nil {
+			g.clientLn.Close()
+			return fmt.Errorf("server.tls: %w", err)
+		}
+		g.clientLn = tls.NewListener(g.clientLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		g.clientLn.Close()
+		return fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
+	}
+	g.adminServer = &http.Server{
+		Handler: admin.Handler(g, g.metrics.Handler(), admin.Options{
+			Pprof: cfg.Admin.Pprof,
+			Token: func() string { return g.proxy.Snapshot().Config.Admin.Token },
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	go func() { g.serveErr <- g.server.Serve(g.clientLn) }()
+	go func() {
+		if err := g.adminServer.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			g.serveErr <- err
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stopWatching = cancel
+	if w, err := config.NewWatcher(g.path, watchDebounce, g.log); err != nil {
+		g.log.Error("config file not watched; SIGHUP and POST /admin/reload still reload", "err", err)
+	} else {
+		go w.Run(ctx, func() { _, _ = g.Reload("watch") })
+	}
+	g.log.Info("gateway serving", "listen", g.clientLn.Addr().String(), "admin", g.adminLn.Addr().String(),
+		"generation", g.proxy.Snapshot().Generation, "routes", len(cfg.Routes), "pools", len(cfg.Pools))
+	return nil
+}
+
+// ClientAddr is the bound client address (useful with port 0).
+func (g *Gateway) ClientAddr() string { return g.clientLn.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (g *Gateway) AdminAddr() string { return g.adminLn.Addr().String() }
+
+// Errors delivers a listener that stopped serving on its own.
+func (g *Gateway) Errors() <-chan error { return g.serveErr }
+
+// Snapshot is the snapshot serving now.
+func (g *Gateway) Snapshot() *proxy.Snapshot { return g.proxy.Snapshot() }
+
+// Shutdown drains: it stops accepting, lets in-flight requests finish
+// (their responses carry Connection: close) for up to server.drain_timeout
+// or until ctx ends, closes idle keep-alive connections and stops the admin
+// listener last, so that health checks see the drain. It returns the drain
+// error, if the timeout passed with requests still running.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.stopWatching()
+	drain := g.proxy.Snapshot().Config.Server.DrainTimeout.D()
+	ctx, cancel := context.WithTimeout(ctx, drain)
+	defer cancel()
+	g.log.Info("draining", "timeout", drain.String())
+	err := g.server.ShutdownWithContext(ctx)
+	if err != nil {
+		err = fmt.Errorf("drain: %w", err)
+	}
+	adminCtx, adminCancel := context.WithTimeout(context.Background(), time.Second)
+	defer adminCancel()
+	_ = g.adminServer.Shutdown(adminCtx)
+	return err
+}
+
+// slogPrinter routes fasthttp's own log lines into the structured log.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
+}

@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
+)
+
+// testGateway is a gateway started from a real config file in a temp dir,
+// listening on loopback ports the kernel picked.
+type testGateway struct {
+	*Gateway
+	dir, path string
+	url       string // client base URL
+	admin     string // admin base URL
+}
+
+// startGateway writes yaml as the config file and starts a gateway on it.
+// The yaml's server and admin listen addresses should be 127.0.0.1:0.
+func startGateway(t *testing.T, yaml string) *testGateway {
+	t.Helper()
+	dir := t.TempDir()
+	path := testutil.WriteFile(t, dir, "gateway.yaml", yaml)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	g, err := New(path, log)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.Shutdown(ctx)
+	})
+	return &testGateway{Gateway: g, dir: dir, path: path,
+		url: "http://" + g.ClientAddr(), admin: "http://" + g.AdminAddr()}
+}
+
+// onePool is a minimal config: one route "main" on path prefix / to one
+// pool "p" of the given backends, plus extra YAML appended to the route.
+func onePool(backends []string, routeExtra string) string {
+	return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+pools:
+  p: {backends: [%s], timeout: 2s}
+routes:
+  - name: main
+    match: {path_prefix: /}
+    pool: p
+%s`, strings.Join(backends, ", "), routeExtra)
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// get sends a GET and returns status, body and headers.
+func get(t *testing.T, url string, headers ...string) (int, string, http.Header) {
+	t.Helper()
+	return send(t, "GET", url, "", headers...)
+}
+
+func send(t *testing.T, method, url, body string, headers ...string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if strings.EqualFold(headers[i], "Host") {
+			req.Host = headers[i+1]
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// errorBody is the gateway's JSON error shape.
+type errorBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+}
+
+func decodeError(t *testing.T, body []byte) errorBody {
+	t.Helper()
+	var e errorBody
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("error body is not the JSON error shape: %v: %q", err, body)
+	}
+	return e
+}
+
+// adminJSON GETs an admin endpoint and decodes it into v.
+func adminJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// eventually polls cond every 10ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// replaceFile writes data to a temp file beside path and renames it over
+// path, as editors and config management tools do.
+func replaceFile(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluice-gw/sluice/internal/admin"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/proxy"
+)
+
+// Reload reads the config file and, if it changed and is valid, compiles
+// it and swaps it in. An invalid file changes nothing: the error is logged,
+// counted and kept for /admin/config, and the old snapshot keeps serving.
+// trigger names what asked ("watch", "signal", "admin") for the log.
+func (g *Gateway) Reload(trigger string) (uint64, error) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+
+	current := g.proxy.Snapshot()
+	data, err := os.ReadFile(g.path)
+	if err != nil {
+		return current.Generation, g.reject(trigger, "", fmt.Errorf("read config: %w", err))
+	}
+	sum := config.Sum(data)
+	if sum == current.SHA256 {
+		// Saved without change, or put back as it was after a bad edit.
+		g.setLastError(nil, "")
+		return current.Generation, nil
+	}
+	if trigger == "watch" && sum == g.lastErrSum {
+		// The same bad file again: it was reported already.
+		return current.Generation, errors.New(strings.Join(g.LastError().Errors, "\n"))
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		return current.Generation, g.reject(trigger, sum, err)
+	}
+	if changed := config.ListenerChanges(current.Config, cfg); len(changed) > 0 {
+		return current.Generation, g.reject(trigger, sum, fmt.Errorf(
+			"%s changed: listener settings are bound at start, restart the gateway to change them (nothing was applied)",
+			strings.Join(changed, ", ")))
+	}
+	g.apply(&config.Loaded{Config: cfg, Source: data, SHA256: sum})
+	g.log.Info("config applied", "trigger", trigger, "generation", g.generation, "sha256", sum[:12])
+	return g.generation, nil
+}
+
+// apply compiles and swaps in a validated config. The previous snapshot
+// releases its backends once its last request has finished.
+func (g *Gateway) apply(loaded *config.Loaded) {
+	g.generation++
+	next := proxy.Compile(loaded, g.generation, g.registry, g.metrics)
+	if prev := g.proxy.Swap(next); prev != nil {
+		prev.Retire()
+	}
+	g.setLastError(nil, "")
+	g.metrics.ConfigApplied(g.generation, float64(time.Now().UnixNano())/1e9)
+}
+
+// reject records a config that could not be applied.
+func (g *Gateway) reject(trigger, sum string, err error) error {
+	var lines []string
+	var problems config.Problems
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			lines = append(lines, p.Error())
+		}
+	} else {
+		lines = []string{err.Error()}
+	}
+	g.setLastError(&admin.LoadError{At: time.Now().UTC(), SHA256: sum, Errors: lines}, sum)
+	g.metrics.ConfigRejected()
+	g.log.Error("config rejected; the previous config keeps serving", "trigger", trigger,
+		"file", g.path, "errors", strings.Join(lines, "; "))
+	return err
+}
+
+func (g *Gateway) setLastError(e *admin.LoadError, sum string) {
+	g.lastErrMu.Lock()
+	defer g.lastErrMu.Unlock()
+	g.lastErr, g.lastErrSum = e, sum
+}
+
+// LastError is the last rejected config, or nil when the last load worked.
+func (g *Gateway) LastError() *admin.LoadError {
+	g.lastErrMu.RLock()
+	defer g.lastErrMu.RUnlock()
+	return g.lastErr
+}

@@ -1,0 +1,164 @@
+// Package metrics defines every Prometheus collector the gateway exports,
+// with its name, help and labels in this one file (SPEC section 5). The
+// hot path never builds label values: it holds series resolved once per
+// config snapshot (RouteSeries, UpstreamSeries), and status codes index a
+// fixed table of counters created on first use.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// NoRoute is the route label of requests that matched no route, or were
+// refused before routing (malformed, too large, too slow).
+const NoRoute = "none"
+
+// Upstream attempt outcomes, the values of the outcome label.
+const (
+	OutcomeSuccess      = "success"       // a response below 500
+	OutcomeHTTP5xx      = "http_5xx"      // the backend answered 5xx
+	OutcomeConnectError = "connect_error" // no connection could be made
+	OutcomeTimeout      = "timeout"       // no answer within the deadline
+	OutcomeBadResponse  = "bad_response"  // the answer was not valid HTTP, or the connection broke
+	OutcomeNoConn       = "no_free_conn"  // max_conns reached for the whole wait
+)
+
+var outcomes = []string{OutcomeSuccess, OutcomeHTTP5xx, OutcomeConnectError, OutcomeTimeout, OutcomeBadResponse, OutcomeNoConn}
+
+// Metrics is the gateway's collectors in their own registry, so several
+// gateways can live in one test process.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests         *prometheus.CounterVec
+	requestDuration  *prometheus.HistogramVec
+	inFlight         *prometheus.GaugeVec
+	upstreamRequests *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	reloads          *prometheus.CounterVec
+	generation       prometheus.Gauge
+	lastReloadOK     prometheus.Gauge
+}
+
+// Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
+// a model answer tens of milliseconds, a stuck one seconds.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// New registers every collector.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_requests_total", Help: "Client requests answered, by route, variant and status code.",
+		}, []string{"route", "variant", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_request_duration_seconds", Help: "Time from request received to response handed to the client.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "variant"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_in_flight", Help: "Client requests being handled, by route.",
+		}, []string{"route"}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_upstream_requests_total", Help: "Attempts sent to backends, by pool, backend and outcome.",
+		}, []string{"pool", "backend", "outcome"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_upstream_duration_seconds", Help: "Time from attempt start to response headers, by pool.",
+			Buckets: latencyBuckets,
+		}, []string{"pool"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_config_reloads_total", Help: "Config loads, by result (success or failure).",
+		}, []string{"result"}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_config_generation", Help: "Generation of the config serving now; it rises by one per applied change.",
+		}),
+		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sluice_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last config applied.",
+		}),
+	}
+	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
+		m.reloads, m.generation, m.lastReloadOK,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Both results exist from the start, so a rate() over them works
+	// before the first failure.
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	return m
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// ConfigApplied records a successful load of generation gen at unix time now.
+func (m *Metrics) ConfigApplied(gen uint64, now float64) {
+	m.reloads.WithLabelValues("success").Inc()
+	m.generation.Set(float64(gen))
+	m.lastReloadOK.Set(now)
+}
+
+// ConfigRejected records a failed load.
+func (m *Metrics) ConfigRejected() { m.reloads.WithLabelValues("failure").Inc() }
+
+// RouteSeries is the series of one route and variant.
+type RouteSeries struct {
+	route, variant string
+	m              *Metrics
+	InFlight       prometheus.Gauge
+	Duration       prometheus.Observer
+	codes          [600]atomic.Pointer[prometheus.Counter]
+}
+
+// Route resolves the series of a route and variant.
+func (m *Metrics) Route(route, variant string) *RouteSeries {
+	return &RouteSeries{
+		route: route, variant: variant, m: m,
+		InFlight: m.inFlight.WithLabelValues(route),
+		Duration: m.requestDuration.WithLabelValues(route, variant),
+	}
+}
+
+// Count adds one answered request with this status code.
+func (s *RouteSeries) Count(code int) {
+	if code < 100 || code >= len(s.codes) {
+		code = 0
+	}
+	c := s.codes[code].Load()
+	if c == nil {
+		counter := s.m.requests.WithLabelValues(s.route, s.variant, strconv.Itoa(code))
+		s.codes[code].CompareAndSwap(nil, &counter)
+		c = s.codes[code].Load()
+	}
+	(*c).Inc()
+}
+
+// UpstreamSeries is the series of one backend in one pool.
+type UpstreamSeries struct {
+	Duration prometheus.Observer
+	outcomes [6]prometheus.Counter
+}
+
+// Upstream resolves the series of a backend in a pool.
+func (m *Metrics) Upstream(pool, backend string) *UpstreamSeries {
+	s := &UpstreamSeries{Duration: m.upstreamDuration.WithLabelValues(pool)}
+	for i, o := range outcomes {
+		s.outcomes[i] = m.upstreamRequests.WithLabelValues(pool, backend, o)
+	}
+	return s
+}
+
+// Count adds one attempt with this outcome (one of the Outcome constants).
+func (s *UpstreamSeries) Count(outcome string) {
+	for i, o := range outcomes {
+		if o == outcome {
+			s.outcomes[i].Inc()
+			return
+		}
+	}
+}

@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/metrics"
+)
+
+// Failure is an answer the gateway gives itself, with the status and code
+// of SPEC section 3. Every error a request can meet becomes one of these
+// here, and nowhere else.
+type Failure struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// The gateway's own answers.
+var (
+	FailBadRequest      = Failure{400, "bad_request", "malformed HTTP request"}
+	FailNoRoute         = Failure{404, "no_route", "no route matches this request"}
+	FailRequestTimeout  = Failure{408, "request_timeout", "the request did not arrive in time"}
+	FailBodyTooLarge    = Failure{413, "body_too_large", "request body is larger than this route accepts"}
+	FailHeadersTooLarge = Failure{431, "headers_too_large", "request headers are too large"}
+	FailTooManyHeaders  = Failure{431, "headers_too_large", "request has too many header fields"}
+	FailUpstreamError   = Failure{502, "upstream_error", "the model worker failed or answered garbage"}
+	FailConnectError    = Failure{502, "upstream_error", "could not connect to the model worker"}
+	FailUnavailable     = Failure{503, "unavailable", "no backend is available for this route"}
+	FailNoFreeConn      = Failure{503, "unavailable", "every connection to the model worker is busy"}
+	FailUpstreamTimeout = Failure{504, "upstream_timeout", "the model worker did not answer in time"}
+)
+
+// retryAfterSeconds is what a 503 tells clients to wait.
+const retryAfterSeconds = 1
+
+// clientFailure maps an error from reading the client's request, as the
+// fasthttp server reports it, to the gateway's answer.
+func clientFailure(err error) Failure {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		return FailHeadersTooLarge
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return FailBodyTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return FailRequestTimeout
+	}
+	return FailBadRequest
+}
+
+// upstreamFailure maps an error from one attempt to the client's answer
+// and the attempt's outcome label.
+func upstreamFailure(err error) (Failure, string) {
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return FailNoFreeConn, metrics.OutcomeNoConn
+	case errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.As(err, &opErr) && opErr.Op == "dial":
+		return FailConnectError, metrics.OutcomeConnectError
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, os.ErrDeadlineExceeded):
+		return FailUpstreamTimeout, metrics.OutcomeTimeout
+	}
+	return FailUpstreamError, metrics.OutcomeBadResponse
+}
+
+// writeFailure replaces whatever response was under way with the JSON
+// error body of SPEC section 3.
+func writeFailure(ctx *fasthttp.RequestCtx, f Failure, requestID []byte) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(f.Status)
+	resp.Header.SetContentType("application/json")
+	if f.Status == fasthttp.StatusServiceUnavailable {
+		resp.Header.Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
+	if len(requestID) > 0 {
+		resp.Header.SetBytesV(headerRequestID, requestID)
+	}
+	var buf [256]byte
+	b := append(buf[:0], `{"error":{"code":`...)
+	b = appendJSONString(b, f.Code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, f.Message)
+	b = append(b, `,"request_id":`...)
+	b = appendJSONString(b, string(requestID))
+	b = append(b, "}}\n"...)
+	resp.SetBody(b)
+}
+
+// appendJSONString quotes s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

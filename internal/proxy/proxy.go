@@ -1,0 +1,217 @@
+// Package proxy is the client-facing fasthttp handler. A request walks one
+// straight path: load the snapshot, name the request, match a route, check
+// its limits, pick a backend, forward, clean the response. Failures at any
+// step become an answer in errors.go and nowhere else.
+//
+// The handler forwards ctx.Request itself rather than a copy: it rewrites
+// the headers and path in place (hop-by-hop headers out, X-Forwarded-* in)
+// and hands it to the backend's HostClient, which writes the response
+// straight into ctx.Response. Nothing is kept after the handler returns,
+// so fasthttp may recycle both.
+package proxy
+
+import (
+	"bytes"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// Proxy holds the serving snapshot and answers client requests.
+type Proxy struct {
+	snap    atomic.Pointer[Snapshot]
+	log     *slog.Logger
+	noRoute *metrics.RouteSeries
+}
+
+// New returns a proxy with no snapshot; Swap one in before serving.
+func New(m *metrics.Metrics, log *slog.Logger) *Proxy {
+	return &Proxy{log: log, noRoute: m.Route(metrics.NoRoute, metrics.NoRoute)}
+}
+
+// Swap makes s the snapshot new requests use and returns the previous one.
+// Requests already running finish on the snapshot they loaded.
+func (p *Proxy) Swap(s *Snapshot) *Snapshot { return p.snap.Swap(s) }
+
+// Snapshot is the snapshot serving now (nil before the first Swap).
+func (p *Proxy) Snapshot() *Snapshot { return p.snap.Load() }
+
+// HeaderReceived sets the body limit of the route a request is headed for
+// before fasthttp reads the body, so an oversized body is refused from its
+// Content-Length without being read. The handler checks again against the
+// route it really matches: this early look uses the raw path, and a path
+// that normalisation would change gets the largest limit of any route.
+func (p *Proxy) HeaderReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	snap := p.snap.Load()
+	path := h.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if len(path) == 0 || path[0] != '/' || bytes.Contains(path, []byte("/.")) ||
+		bytes.Contains(path, []byte("//")) || bytes.IndexByte(path, '%') >= 0 {
+		return fasthttp.RequestConfig{MaxRequestBodySize: snap.maxBodyAny}
+	}
+	if i := routing.Match(snap.matchers, h.Method(), h.Host(), path, h); i >= 0 {
+		return fasthttp.RequestConfig{MaxRequestBodySize: snap.Routes[i].maxBody}
+	}
+	return fasthttp.RequestConfig{MaxRequestBodySize: snap.defaultMaxBody}
+}
+
+// ErrorHandler answers requests that fasthttp could not read: malformed,
+// too large, too slow. The connection is closed after the answer.
+func (p *Proxy) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	f := clientFailure(err)
+	var idBuf [36]byte
+	writeFailure(ctx, f, newRequestID(&idBuf))
+	p.noRoute.Count(f.Status)
+	p.log.Debug("request refused", "status", f.Status, "remote", ctx.RemoteAddr().String(), "err", err)
+}
+
+// Handle serves one client request.
+func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	snap := p.snap.Load()
+	snap.enter()
+	defer snap.leave()
+
+	// The id is copied out of the header buffer, which the rewrites below
+	// may move.
+	var idStore [maxRequestIDLen]byte
+	id := ctx.Request.Header.Peek(headerRequestID)
+	if saneRequestID(id) {
+		id = idStore[:copy(idStore[:], id)]
+	} else {
+		id = newRequestID((*[36]byte)(idStore[:36]))
+	}
+
+	if framingConflict(ctx.Request.Header.RawHeaders()) {
+		ctx.SetConnectionClose()
+		p.refuse(ctx, FailBadRequest, id)
+		return
+	}
+	if ctx.Request.Header.Len() > snap.maxHeaders {
+		p.refuse(ctx, FailTooManyHeaders, id)
+		return
+	}
+	i := routing.Match(snap.matchers, ctx.Method(), ctx.Host(), ctx.Path(), &ctx.Request.Header)
+	if i < 0 {
+		p.refuse(ctx, FailNoRoute, id)
+		return
+	}
+	route := snap.Routes[i]
+	route.series.InFlight.Inc()
+	defer route.series.InFlight.Dec()
+
+	var status int
+	if len(ctx.Request.Body()) > route.maxBody {
+		writeFailure(ctx, FailBodyTooLarge, id)
+		status = FailBodyTooLarge.Status
+	} else {
+		status = p.forward(ctx, snap, route, id, start)
+	}
+	route.series.Count(status)
+	route.series.Duration.Observe(time.Since(start).Seconds())
+}
+
+// refuse answers a request that reached no route.
+func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
+	writeFailure(ctx, f, id)
+	p.noRoute.Count(f.Status)
+}
+
+// forward sends the request to one backend of the route's pool and
+// returns the status the client gets.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, id []byte, start time.Time) int {
+	req := &ctx.Request
+	clientClose := req.Header.ConnectionClose()
+	removeHopByHop(&req.Header)
+	var scratch [128]byte
+	setForwarded(ctx, peerAddr(ctx), snap.trusted, scratch[:0])
+	req.Header.SetBytesV(headerRequestID, id)
+	if len(route.stripPrefix) > 0 {
+		stripPrefix(req, route.stripPrefix, scratch[:0])
+	}
+
+	pool := route.Pool
+	deadline := time.Now().Add(pool.timeout)
+	if route.timeout > 0 {
+		if d := start.Add(route.timeout); d.Before(deadline) {
+			deadline = d
+		}
+	}
+	n := pool.policy.Pick(pool, rand.Uint64())
+	if n < 0 {
+		writeFailure(ctx, FailUnavailable, id)
+		return FailUnavailable.Status
+	}
+	m := pool.Members[n]
+
+	m.Begin()
+	attemptStart := time.Now()
+	err := m.client.DoDeadline(req, &ctx.Response, deadline)
+	m.series.Duration.Observe(time.Since(attemptStart).Seconds())
+	if err != nil {
+		f, outcome := upstreamFailure(err)
+		m.End(true)
+		m.series.Count(outcome)
+		p.log.Warn("upstream attempt failed", "route", route.Name, "pool", pool.Name, "backend", m.Addr,
+			"outcome", outcome, "request_id", string(id), "err", err)
+		writeFailure(ctx, f, id)
+		if clientClose {
+			ctx.SetConnectionClose()
+		}
+		return f.Status
+	}
+
+	resp := &ctx.Response
+	status := resp.StatusCode()
+	m.End(status >= 500)
+	if status >= 500 {
+		m.series.Count(metrics.OutcomeHTTP5xx)
+	} else {
+		m.series.Count(metrics.OutcomeSuccess)
+	}
+	// The backend's wish to close its connection was honoured by the
+	// client transport already; the client's connection is the client's.
+	removeHopByHop(&resp.Header)
+	// The client hears HTTP/1.1 whatever the backend spoke, as from nginx.
+	resp.Header.SetProtocol(http11)
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
+	resp.Header.SetBytesV(headerRequestID, id)
+	resp.Header.Set(headerVariant, pool.Name)
+	return status
+}
+
+var http11 = []byte("HTTP/1.1")
+
+// stripPrefix removes prefix from the front of the path, keeping the
+// query, and records it in X-Forwarded-Prefix as Traefik's StripPrefix
+// does. The result always starts with "/".
+func stripPrefix(req *fasthttp.Request, prefix, scratch []byte) {
+	path := req.URI().Path()
+	if !bytes.HasPrefix(path, prefix) {
+		return
+	}
+	rest := path[len(prefix):]
+	if len(rest) == 0 || rest[0] != '/' {
+		scratch = append(scratch, '/')
+	}
+	scratch = append(scratch, rest...)
+	req.URI().SetPathBytes(scratch)
+	req.Header.SetBytesV("X-Forwarded-Prefix", prefix)
+}
+
+// peerAddr is the TCP peer's address.
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
+}

@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/backend"
+	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/routing"
+)
+
+// Snapshot is one config compiled for serving. It is immutable once built:
+// the handler loads it once per request and uses it to the end, while a
+// reload builds the next one beside it and swaps the pointer.
+type Snapshot struct {
+	Generation uint64
+	LoadedAt   time.Time
+	SHA256     string
+	Config     *config.Config
+	Source     []byte
+
+	matchers       []routing.Matcher
+	Routes         []*Route
+	Pools          map[string]*Pool
+	trusted        []netip.Prefix
+	maxHeaders     int
+	defaultMaxBody int
+	maxBodyAny     int // the largest limit of any route
+
+	lease    *backend.Lease
+	inFlight atomic.Int64
+	retired  atomic.Bool
+	idle     chan struct{} // closed when retired with nothing in flight
+	idleOnce sync.Once
+}
+
+// Route is a compiled route.
+type Route struct {
+	Name        string
+	Pool        *Pool
+	stripPrefix []byte
+	timeout     time.Duration
+	maxBody     int
+	series      *metrics.RouteSeries
+}
+
+// Pool is a compiled pool: its members and balance policy. It is the
+// health view the policy reads (routing.Backends).
+type Pool struct {
+	Name    string
+	Members []*Member
+	policy  routing.Policy
+	timeout time.Duration
+}
+
+// Member is a backend as one pool uses it.
+type Member struct {
+	*backend.Backend
+	client *fasthttp.HostClient
+	weight int
+	series *metrics.UpstreamSeries
+}
+
+var _ routing.Backends = (*Pool)(nil)
+
+// Len is the number of members.
+func (p *Pool) Len() int { return len(p.Members) }
+
+// Weight is member i's configured weight.
+func (p *Pool) Weight(i int) int { return p.Members[i].weight }
+
+// Pending is member i's requests in flight.
+func (p *Pool) Pending(i int) int64 { return p.Members[i].Backend.Pending() }
+
+// Available reports whether member i may take traffic.
+func (p *Pool) Available(i int) bool { return p.Members[i].Backend.Available() }
+
+// HasAvailable reports whether any member may take traffic.
+func (p *Pool) HasAvailable() bool {
+	for i := range p.Members {
+		if p.Available(i) {
+			return true
+		}
+	}
+	return false
+}
+
+// Compile builds a snapshot from a validated config, leasing its backends
+// from reg. If the snapshot is never served, call Retire to give them back.
+func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metrics.Metrics) *Snapshot {
+	cfg := loaded.Config
+	s := &Snapshot{
+		Generation:     gen,
+		LoadedAt:       time.Now(),
+		SHA256:         loaded.SHA256,
+		Config:         cfg,
+		Source:         loaded.Source,
+		Pools:          map[string]*Pool{},
+		trusted:        cfg.Server.TrustedPrefixes(),
+		maxHeaders:     cfg.Server.MaxHeaders,
+		defaultMaxBody: int(cfg.Server.MaxBody),
+		lease:          reg.Lease(),
+		idle:           make(chan struct{}),
+	}
+	for name, pc := range cfg.Pools {
+		p := &Pool{Name: name, timeout: pc.Timeout.D()}
+		weights := make([]int, len(pc.Backends))
+		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
+		for i, bc := range pc.Backends {
+			b, client := s.lease.Acquire(bc.Addr, settings)
+			p.Members = append(p.Members, &Member{Backend: b, client: client, weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
+			weights[i] = bc.Weight
+		}
+		// Validation has checked the policy name.
+		p.policy, _ = routing.NewPolicy(pc.Balance, weights)
+		s.Pools[name] = p
+	}
+	for _, rc := range cfg.Routes {
+		match := rc.Match
+		s.matchers = append(s.matchers, routing.NewMatcher(match.PathPrefix, match.Methods, match.Host, match.Headers))
+		s.Routes = append(s.Routes, &Route{
+			Name:        rc.Name,
+			Pool:        s.Pools[rc.Pool],
+			stripPrefix: []byte(rc.StripPrefix),
+			timeout:     rc.Timeout.D(),
+			maxBody:     int(rc.MaxBody),
+			series:      m.Route(rc.Name, rc.Pool),
+		})
+	}
+	s.maxBodyAny = s.defaultMaxBody
+	for _, r := range s.Routes {
+		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
+	}
+	return s
+}
+
+// enter counts a request as in flight on this snapshot.
+func (s *Snapshot) enter() { s.inFlight.Add(1) }
+
+// leave ends a request; the last one out of a retired snapshot signals Idle.
+func (s *Snapshot) leave() {
+	if s.inFlight.Add(-1) == 0 && s.retired.Load() {
+		s.idleOnce.Do(func() { close(s.idle) })
+	}
+}
+
+// Retire marks the snapshot as replaced. Once its last request has left,
+// its backend lease is released; Retire returns at once and the release
+// happens in the background.
+func (s *Snapshot) Retire() {
+	s.retired.Store(true)
+	if s.inFlight.Load() == 0 {
+		s.idleOnce.Do(func() { close(s.idle) })
+	}
+	go func() {
+		<-s.idle
+		s.lease.Release()
+	}()
+}
+
+// Idle is closed once the snapshot is retired and has nothing in flight.
+func (s *Snapshot) Idle() <-chan struct{} { return s.idle }
+
+// Ready reports the routes that have no available backend; an empty
+// result means every route can be served.
+func (s *Snapshot) Ready() []string {
+	var problems []string
+	for _, r := range s.Routes {
+		if !r.Pool.HasAvailable() {
+			problems = append(problems, "route "+r.Name+": pool "+r.Pool.Name+" has no available backend")
+		}
+	}
+	return problems
+}
