@@ -126,7 +126,9 @@ type Route struct {
 
 // Match is the conjunction of its non-empty fields.
 type Match struct {
-	// PathPrefix matches paths that equal it or continue it. Zero: any path.
+	// PathPrefix matches normalised paths that start with it: a plain string
+	// prefix, as nginx "location /prefix" and Envoy's prefix match.
+	// Zero: any path.
 	PathPrefix string `yaml:"path_prefix" json:"path_prefix,omitempty"`
 	// Methods is the allowed methods, upper case. Zero: any method.
 	Methods []string `yaml:"methods" json:"methods,omitempty"`
