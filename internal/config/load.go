@@ -209,9 +209,14 @@ func expandEnv(n *yaml.Node) {
 				return sub[2]
 			})
 			// A plain scalar's type is resolved again from what it now
-			// holds, so "max_conns: ${N}" decodes as a number.
+			// holds, so "max_conns: ${N}" decodes as a number. A variable
+			// holding "null" or "~" stays that text: a token must never
+			// turn into "no token".
 			if n.Style == 0 {
 				n.Tag = ""
+				if v := n.Value; v == "~" || strings.EqualFold(v, "null") {
+					n.Tag = "!!str"
+				}
 			}
 		}
 		return

@@ -290,6 +290,26 @@ routes:
     pool: p1
     match: {host: "api.example.com:443"}   #!
 `, `without port or scheme`},
+		{"host a bare wildcard", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match: {host: "*"}   #!
+`, `or *.domain`},
+		{"host wildcard inside", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match: {host: "api.*.example"}   #!
+`, `or *.domain`},
+		{"header with an empty value never matches", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    match:
+      headers:
+        X-Tenant: ""   #!
+`, `can never match`},
 		{"empty route", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -460,6 +480,8 @@ func TestParseExpandsEnvironment(t *testing.T) {
 	t.Setenv("SLUICE_TEST_PORT", "8181")
 	t.Setenv("SLUICE_TEST_TOKEN", "a: b #c")
 	t.Setenv("SLUICE_TEST_EMPTY", "")
+	t.Setenv("SLUICE_TEST_NULL", "null")
+	t.Setenv("SLUICE_TEST_TILDE", "~")
 	os.Unsetenv("SLUICE_TEST_UNSET")
 
 	cases := []struct {
@@ -483,6 +505,12 @@ func TestParseExpandsEnvironment(t *testing.T) {
 			func(c *Config) (any, any) { return c.Admin.Token, "" }},
 		{"unset number without default takes the default", "pool:max_conns: ${SLUICE_TEST_UNSET}",
 			func(c *Config) (any, any) { return c.Pools["p1"].MaxConns, DefaultMaxConns }},
+		// Regression: a token that happens to read "null" once turned into
+		// no token at all, leaving /admin/* open.
+		{"a value reading null stays that text", "admin:token: ${SLUICE_TEST_NULL}",
+			func(c *Config) (any, any) { return c.Admin.Token, "null" }},
+		{"a value reading ~ stays that text", "admin:token: ${SLUICE_TEST_TILDE}",
+			func(c *Config) (any, any) { return c.Admin.Token, "~" }},
 		{"two references in one value", "admin:token: ${SLUICE_TEST_CONNS}-${SLUICE_TEST_PORT}",
 			func(c *Config) (any, any) { return c.Admin.Token, "64-8181" }},
 		{"a dollar without braces is literal", "admin:token: pa$$word$HOME",

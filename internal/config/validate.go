@@ -146,7 +146,8 @@ func sameListen(a, b string) bool {
 	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
 		return false
 	}
-	return ha == hb || ha == "" || hb == "" || ha == "0.0.0.0" || hb == "0.0.0.0"
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wildcard(ha) || wildcard(hb)
 }
 
 func validatePools(ck *checker, c *Config) {
@@ -225,10 +226,12 @@ func validateRoutes(ck *checker, c *Config) {
 		for _, h := range sortedKeys(m.Headers) {
 			if !tokenRE.MatchString(h) {
 				ck.add(path("match", "headers", h), "%q is not a valid header name", h)
+			} else if m.Headers[h] == "" {
+				ck.add(path("match", "headers", h), "an empty value can never match; give the value the header must have")
 			}
 		}
-		if m.Host != "" && strings.ContainsAny(m.Host, " /:") {
-			ck.add(path("match", "host"), "%q must be a host name without port or scheme", m.Host)
+		if host := strings.TrimPrefix(m.Host, "*."); m.Host != "" && (host == "" || strings.ContainsAny(host, " /:*")) {
+			ck.add(path("match", "host"), "%q must be a host name without port or scheme, or *.domain", m.Host)
 		}
 	}
 }

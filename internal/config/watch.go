@@ -30,6 +30,9 @@ type Watcher struct {
 	names    map[string]bool // base names whose events matter
 }
 
+// maxDebounceWait bounds how long a stream of events can delay delivery.
+const maxDebounceWait = 500 * time.Millisecond
+
 // NewWatcher starts watching; events from the moment it returns are seen.
 func NewWatcher(path string, debounce time.Duration, log *slog.Logger) (*Watcher, error) {
 	abs, err := filepath.Abs(path)
@@ -74,6 +77,7 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 	defer w.fs.Close()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var firstEvent time.Time // of the burst waiting to be delivered; zero when none
 	for {
 		select {
 		case <-ctx.Done():
@@ -82,15 +86,23 @@ func (w *Watcher) Run(ctx context.Context, onChange func()) {
 			if !ok {
 				return
 			}
-			if w.names[filepath.Base(ev.Name)] {
-				timer.Reset(w.debounce)
+			if !w.names[filepath.Base(ev.Name)] {
+				continue
 			}
+			// Wait for the burst to settle, but never longer than
+			// maxDebounceWait in all: a file rewritten more often than the
+			// debounce interval must still be read.
+			if firstEvent.IsZero() {
+				firstEvent = time.Now()
+			}
+			timer.Reset(min(w.debounce, max(0, time.Until(firstEvent.Add(maxDebounceWait)))))
 		case err, ok := <-w.fs.Errors:
 			if !ok {
 				return
 			}
 			w.log.Warn("config watch error", "err", err)
 		case <-timer.C:
+			firstEvent = time.Time{}
 			w.refresh()
 			onChange()
 		}

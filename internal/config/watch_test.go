@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -365,6 +366,36 @@ func TestWatchDebouncesABurstOfWrites(t *testing.T) {
 	}
 	if got := 1 + extra; got >= writes/2 {
 		t.Errorf("%d writes gave %d reloads, want them coalesced", writes, got)
+	}
+}
+
+// Regression: each event restarted the debounce timer, so a file
+// rewritten more often than the debounce interval was never read.
+func TestWatchDeliversWhileTheFileKeepsChanging(t *testing.T) {
+	const debounce = 200 * time.Millisecond
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateway.yaml")
+	write(t, path, "# v0\n")
+	w := startWatch(t, path, debounce)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				write(t, path, fmt.Sprintf("# rewrite %d\n", i))
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	select {
+	case <-w.reloads:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload while the file kept changing every 50ms")
 	}
 }
 

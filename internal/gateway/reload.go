@@ -29,6 +29,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	if sum == current.SHA256 {
 		// Saved without change, or put back as it was after a bad edit.
 		g.setLastError(nil, "")
+		if trigger != "watch" {
+			g.log.Info("config unchanged; nothing to apply", "trigger", trigger, "generation", current.Generation)
+		}
 		return current.Generation, nil
 	}
 	if trigger == "watch" && sum == g.lastErrSum {
