@@ -72,3 +72,16 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("/readyz with a loaded config: %d %s", status, body)
 	}
 }
+
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	a := testutil.Named(t, "a")
+	off := startGateway(t, onePool([]string{a}, ""))
+	if status, _, _ := get(t, off.admin+"/debug/pprof/"); status != 404 {
+		t.Errorf("pprof off: /debug/pprof/ answered %d, want 404", status)
+	}
+	on := startGateway(t, strings.Replace(onePool([]string{a}, ""),
+		`admin: {listen: "127.0.0.1:0"}`, `admin: {listen: "127.0.0.1:0", pprof: true}`, 1))
+	if status, _, _ := get(t, on.admin+"/debug/pprof/"); status != 200 {
+		t.Errorf("pprof on: /debug/pprof/ answered %d, want 200", status)
+	}
+}

@@ -135,6 +135,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	var scratch [128]byte
 	setForwarded(ctx, peerAddr(ctx), snap.trusted, scratch[:0])
 	req.Header.SetBytesV(headerRequestID, id)
+	// The upstream leg is plain HTTP whatever the client spoke; a request
+	// that arrived over TLS still carries https as its scheme.
+	if ctx.IsTLS() {
+		req.URI().SetSchemeBytes(schemeHTTP)
+	}
 	if len(route.stripPrefix) > 0 {
 		stripPrefix(req, route.stripPrefix, scratch[:0])
 	}
@@ -191,7 +196,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	return status
 }
 
-var http11 = []byte("HTTP/1.1")
+var (
+	http11     = []byte("HTTP/1.1")
+	schemeHTTP = []byte("http")
+)
 
 // stripPrefix removes prefix from the front of the path, keeping the
 // query, and records it in X-Forwarded-Prefix as Traefik's StripPrefix
