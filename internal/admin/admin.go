@@ -123,11 +123,16 @@ type backendView struct {
 	InFlight int64  `json:"in_flight"`
 	Requests uint64 `json:"requests"`
 	Failures uint64 `json:"failures"`
+	// SpawnedPID is the worker process the gateway runs here (0: none);
+	// Restarts counts its restarts.
+	SpawnedPID int64  `json:"spawned_pid"`
+	Restarts   uint64 `json:"restarts"`
 }
 
 type poolView struct {
 	Name     string        `json:"name"`
 	Balance  string        `json:"balance"`
+	Spawned  bool          `json:"spawned"`
 	Backends []backendView `json:"backends"`
 }
 
@@ -135,11 +140,13 @@ func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
 	pools := []poolView{}
 	if s != nil {
 		for name, p := range s.Pools {
-			v := poolView{Name: name, Balance: s.Config.Pools[name].Balance}
+			pc := s.Config.Pools[name]
+			v := poolView{Name: name, Balance: pc.Balance, Spawned: pc.Spawn != nil, Backends: []backendView{}}
 			for i, m := range p.Members {
 				v.Backends = append(v.Backends, backendView{
 					Addr: m.Addr, Weight: p.Weight(i), Healthy: p.Available(i),
 					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
+					SpawnedPID: m.SpawnedPID(), Restarts: m.Restarts(),
 				})
 			}
 			pools = append(pools, v)

@@ -33,7 +33,12 @@ type Backend struct {
 	pending  atomic.Int64
 	requests atomic.Uint64
 	failures atomic.Uint64
+	down     atomic.Bool   // set by whoever knows the worker cannot serve
+	pid      atomic.Int64  // of the process the gateway spawned here; 0 if none
+	restarts atomic.Uint64 // of spawned processes at this address
 }
+
+func newBackend(addr string) *Backend { return &Backend{Addr: addr} }
 
 // Pending is the number of requests in flight to this backend.
 func (b *Backend) Pending() int64 { return b.pending.Load() }
@@ -58,9 +63,25 @@ func (b *Backend) End(failed bool) {
 	}
 }
 
-// Available reports whether the backend may take traffic. Every backend
-// is available until health checks and breakers have a say.
-func (b *Backend) Available() bool { return true }
+// Available reports whether the backend may take traffic. A backend is
+// available unless marked down: a spawned worker that is starting,
+// stopping or has exited. (Health checks and breakers will have a say too.)
+func (b *Backend) Available() bool { return !b.down.Load() }
+
+// SetDown marks the backend out of (true) or back in (false) rotation.
+func (b *Backend) SetDown(down bool) { b.down.Store(down) }
+
+// SpawnedPID is the pid of the process the gateway runs at this address, or 0.
+func (b *Backend) SpawnedPID() int64 { return b.pid.Load() }
+
+// SetSpawnedPID records the spawned process at this address (0: none).
+func (b *Backend) SetSpawnedPID(pid int64) { b.pid.Store(pid) }
+
+// Restarts counts restarts of spawned processes at this address.
+func (b *Backend) Restarts() uint64 { return b.restarts.Load() }
+
+// AddRestart counts one restart.
+func (b *Backend) AddRestart() { b.restarts.Add(1) }
 
 type transportKey struct {
 	addr     string
@@ -87,11 +108,12 @@ func NewRegistry() *Registry {
 	}
 }
 
-// Lease is what one snapshot holds: release it once that snapshot has
-// no requests in flight.
+// Lease is what one holder (a snapshot, a spawned replica) has acquired;
+// release it once the holder is done.
 type Lease struct {
-	r    *Registry
-	keys []transportKey
+	r     *Registry
+	keys  []transportKey
+	addrs []string // backends acquired without a transport
 }
 
 // Lease starts an empty lease.
@@ -103,12 +125,7 @@ func (l *Lease) Acquire(addr string, s Settings) (*Backend, *fasthttp.HostClient
 	r := l.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	b, ok := r.backends[addr]
-	if !ok {
-		b = &counted[*Backend]{v: &Backend{Addr: addr}}
-		r.backends[addr] = b
-	}
-	b.refs++
+	b := r.backendLocked(addr)
 	key := transportKey{addr, s}
 	t, ok := r.transports[key]
 	if !ok {
@@ -117,7 +134,47 @@ func (l *Lease) Acquire(addr string, s Settings) (*Backend, *fasthttp.HostClient
 	}
 	t.refs++
 	l.keys = append(l.keys, key)
-	return b.v, t.v
+	return b, t.v
+}
+
+// AcquireBackend returns the backend state for addr without a transport:
+// for holders that mark a backend up or down but send it no traffic.
+func (l *Lease) AcquireBackend(addr string) *Backend {
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	l.addrs = append(l.addrs, addr)
+	return l.r.backendLocked(addr)
+}
+
+func (r *Registry) backendLocked(addr string) *Backend {
+	b, ok := r.backends[addr]
+	if !ok {
+		b = &counted[*Backend]{v: newBackend(addr)}
+		r.backends[addr] = b
+	}
+	b.refs++
+	return b.v
+}
+
+func (r *Registry) releaseBackendLocked(addr string) {
+	if b := r.backends[addr]; b != nil {
+		if b.refs--; b.refs == 0 {
+			delete(r.backends, addr)
+		}
+	}
+}
+
+// CloseIdle closes the idle pooled connections to addr, for when the
+// process behind it has exited: they are dead, and the next request must
+// not pick one.
+func (r *Registry) CloseIdle(addr string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key, t := range r.transports {
+		if key.addr == addr {
+			t.v.CloseIdleConnections()
+		}
+	}
 }
 
 // Release gives back everything the lease acquired. Backends and
@@ -134,13 +191,12 @@ func (l *Lease) Release() {
 				t.v.CloseIdleConnections()
 			}
 		}
-		if b := r.backends[key.addr]; b != nil {
-			if b.refs--; b.refs == 0 {
-				delete(r.backends, key.addr)
-			}
-		}
+		r.releaseBackendLocked(key.addr)
 	}
-	l.keys = nil
+	for _, addr := range l.addrs {
+		r.releaseBackendLocked(addr)
+	}
+	l.keys, l.addrs = nil, nil
 }
 
 // Len is the number of addresses currently leased; for tests and metrics.

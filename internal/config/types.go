@@ -95,6 +95,35 @@ type Pool struct {
 	// Timeout bounds one attempt: connecting, sending and receiving the
 	// response headers. Default 30s.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Spawn, when set, makes the gateway run the pool's workers itself.
+	// Zero: the backends are started by someone else.
+	Spawn *Spawn `yaml:"spawn" json:"spawn,omitempty"`
+}
+
+// Spawn describes worker processes the gateway starts, restarts when they
+// exit (with exponential backoff), and stops on shutdown. A replica takes
+// traffic once it answers GET /health with 200.
+type Spawn struct {
+	// Command is the program and its arguments. In each argument "{addr}"
+	// becomes the replica's host:port, "{host}" and "{port}" its parts.
+	// A relative program path resolves against the gateway's working
+	// directory, where the workers also run. Required.
+	Command []string `yaml:"command" json:"command"`
+	// Replicas is how many processes run. Default: the number of backends,
+	// or 1 with ports.
+	Replicas int `yaml:"replicas" json:"replicas"`
+	// Ports is a range like "9101-9199": replica addresses are free ports
+	// on 127.0.0.1 taken from it, and the pool's backends list must be
+	// empty. Zero: replicas take the backends' addresses in order. With a
+	// spare address (a port range, or more backends than replicas), a
+	// changed command starts each new replica before the old one stops.
+	Ports string `yaml:"ports" json:"ports,omitempty"`
+	// StartTimeout bounds how long a new replica may take to answer
+	// /health before it is killed and started again. Default 30s.
+	StartTimeout Duration `yaml:"start_timeout" json:"start_timeout"`
+	// StopTimeout is how long a replica has to exit after SIGTERM before
+	// it gets SIGKILL. Default 5s.
+	StopTimeout Duration `yaml:"stop_timeout" json:"stop_timeout"`
 }
 
 // Backend is one worker address with its balancing weight.
@@ -154,6 +183,8 @@ const (
 	DefaultBalance        = "least_pending"
 	DefaultMaxConns       = 512
 	DefaultPoolTimeout    = 30 * time.Second
+	DefaultStartTimeout   = 30 * time.Second
+	DefaultStopTimeout    = 5 * time.Second
 )
 
 // Balance policies a pool may name.

@@ -32,6 +32,15 @@ func applyDefaults(c *Config) {
 		setDefault(&p.Balance, DefaultBalance)
 		setDefault(&p.MaxConns, DefaultMaxConns)
 		setDefault(&p.Timeout, Duration(DefaultPoolTimeout))
+		if sp := p.Spawn; sp != nil {
+			if sp.Ports != "" {
+				setDefault(&sp.Replicas, 1)
+			} else {
+				setDefault(&sp.Replicas, len(p.Backends))
+			}
+			setDefault(&sp.StartTimeout, Duration(DefaultStartTimeout))
+			setDefault(&sp.StopTimeout, Duration(DefaultStopTimeout))
+		}
 	}
 	for _, r := range c.Routes {
 		if r == nil {
@@ -160,9 +169,12 @@ func validatePools(ck *checker, c *Config) {
 		if !nameRE.MatchString(name) {
 			ck.add(path(), "pool name %q must be letters, digits, '.', '_' or '-' (at most 63)", name)
 		}
-		if p == nil || len(p.Backends) == 0 {
-			ck.add(path(), "pool %q has no backends", name)
+		if p == nil || (len(p.Backends) == 0 && (p.Spawn == nil || p.Spawn.Ports == "")) {
+			ck.add(path(), "pool %q has no backends (list them, or spawn workers on a port range)", name)
 			continue
+		}
+		if p.Spawn != nil {
+			validateSpawn(ck, p, path)
 		}
 		seen := map[string]bool{}
 		for i, b := range p.Backends {
@@ -183,6 +195,48 @@ func validatePools(ck *checker, c *Config) {
 			ck.add(path("max_conns"), "must be at least 1, got %d", p.MaxConns)
 		}
 	}
+}
+
+func validateSpawn(ck *checker, p *Pool, path func(...any) []any) {
+	sp := p.Spawn
+	if len(sp.Command) == 0 || sp.Command[0] == "" {
+		ck.add(path("spawn", "command"), "is required: the program and its arguments")
+	} else if !slices.ContainsFunc(sp.Command, func(a string) bool {
+		return strings.Contains(a, "{addr}") || strings.Contains(a, "{port}")
+	}) {
+		ck.add(path("spawn", "command"), "no argument holds {addr} or {port}: every replica would listen on the same address")
+	}
+	if sp.Replicas < 1 || sp.Replicas > 64 {
+		ck.add(path("spawn", "replicas"), "must be 1 to 64, got %d", sp.Replicas)
+	}
+	if sp.Ports == "" {
+		if sp.Replicas > len(p.Backends) {
+			ck.add(path("spawn", "replicas"), "%d replicas but only %d backend addresses to run them on", sp.Replicas, len(p.Backends))
+		}
+		return
+	}
+	if len(p.Backends) > 0 {
+		ck.add(path("spawn", "ports"), "ports and backends exclude each other: replicas take their addresses from one of them")
+	}
+	if lo, hi, err := ParsePortRange(sp.Ports); err != nil {
+		ck.add(path("spawn", "ports"), "%q: %v", sp.Ports, err)
+	} else if hi-lo+1 < sp.Replicas {
+		ck.add(path("spawn", "ports"), "%q holds %d ports for %d replicas", sp.Ports, hi-lo+1, sp.Replicas)
+	}
+}
+
+// ParsePortRange reads "9101-9199" (or a single port).
+func ParsePortRange(s string) (lo, hi int, err error) {
+	a, b, found := strings.Cut(s, "-")
+	if !found {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("not a port range like 9101-9199")
+	}
+	return lo, hi, nil
 }
 
 func validateRoutes(ck *checker, c *Config) {

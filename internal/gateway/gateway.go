@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/spawn"
 )
 
 // watchDebounce is how long the watcher waits after the last event before
@@ -36,6 +38,11 @@ type Gateway struct {
 	metrics  *metrics.Metrics
 	registry *backend.Registry
 	proxy    *proxy.Proxy
+	workers  *spawn.Supervisor
+	initial  *config.Loaded
+	// membership is signalled when a spawned pool's replicas change, so
+	// the snapshot is compiled again with the new addresses.
+	membership chan struct{}
 
 	reloadMu     sync.Mutex
 	generation   uint64
@@ -50,28 +57,31 @@ type Gateway struct {
 	stopWatching context.CancelFunc
 }
 
-// New loads the config at path and compiles the first snapshot. It binds
-// nothing; call Start.
+// New loads and validates the config at path. It starts nothing; call Start.
 func New(path string, log *slog.Logger) (*Gateway, error) {
 	loaded, err := config.Load(path)
 	if err != nil {
 		return nil, err
 	}
 	g := &Gateway{
-		path:     path,
-		log:      log,
-		metrics:  metrics.New(),
-		registry: backend.NewRegistry(),
-		serveErr: make(chan error, 2),
+		path:       path,
+		log:        log,
+		metrics:    metrics.New(),
+		registry:   backend.NewRegistry(),
+		initial:    loaded,
+		membership: make(chan struct{}, 1),
+		serveErr:   make(chan error, 2),
 	}
 	g.proxy = proxy.New(g.metrics, log)
-	g.apply(loaded)
+	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
 	return g, nil
 }
 
-// Start binds both listeners, starts serving and watching the config file.
+// Start binds both listeners, starts the spawned workers, then serves and
+// watches the config file. Binding comes first, so a gateway that cannot
+// listen starts no worker.
 func (g *Gateway) Start() error {
-	cfg := g.proxy.Snapshot().Config
+	cfg := g.initial.Config
 	s := cfg.Server
 	g.server = &fasthttp.Server{
 		Handler:               g.proxy.Handle,
@@ -115,6 +125,10 @@ func (g *Gateway) Start() error {
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
+	g.reloadMu.Lock()
+	g.apply(g.initial)
+	g.reloadMu.Unlock()
+
 	go func() { g.serveErr <- g.server.Serve(g.clientLn) }()
 	go func() {
 		if err := g.adminServer.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
@@ -124,6 +138,7 @@ func (g *Gateway) Start() error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatching = cancel
+	go g.followMembership(ctx)
 	if w, err := config.NewWatcher(g.path, watchDebounce, g.log); err != nil {
 		g.log.Error("config file not watched; SIGHUP and POST /admin/reload still reload", "err", err)
 	} else {
@@ -161,10 +176,54 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("drain: %w", err)
 	}
+	// Workers stop after the clients are drained: nothing runs on them now.
+	workersCtx, workersCancel := context.WithTimeout(context.Background(), g.maxStopTimeout()+5*time.Second)
+	defer workersCancel()
+	if werr := g.workers.Stop(workersCtx); werr != nil {
+		g.log.Error("spawned workers did not all stop", "err", werr)
+	}
 	adminCtx, adminCancel := context.WithTimeout(context.Background(), time.Second)
 	defer adminCancel()
 	_ = g.adminServer.Shutdown(adminCtx)
 	return err
+}
+
+// maxStopTimeout is the longest stop_timeout of any spawned pool.
+func (g *Gateway) maxStopTimeout() time.Duration {
+	var longest time.Duration
+	for _, p := range g.proxy.Snapshot().Config.Pools {
+		if p.Spawn != nil {
+			longest = max(longest, p.Spawn.StopTimeout.D())
+		}
+	}
+	return longest
+}
+
+// membershipChanged asks for a recompile; many asks while one is pending
+// make one recompile.
+func (g *Gateway) membershipChanged() {
+	select {
+	case g.membership <- struct{}{}:
+	default:
+	}
+}
+
+// followMembership compiles the serving config again, same generation,
+// whenever a spawned pool's replicas change.
+func (g *Gateway) followMembership(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.membership:
+		}
+		g.reloadMu.Lock()
+		cur := g.proxy.Snapshot()
+		next := proxy.Compile(&config.Loaded{Config: cur.Config, Source: cur.Source, SHA256: cur.SHA256},
+			cur.Generation, g.registry, g.metrics, g.workers.Backends)
+		g.proxy.Swap(next).Retire()
+		g.reloadMu.Unlock()
+	}
 }
 
 // slogPrinter routes fasthttp's own log lines into the structured log.

@@ -52,11 +52,13 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	return g.generation, nil
 }
 
-// apply compiles and swaps in a validated config. The previous snapshot
-// releases its backends once its last request has finished.
+// apply brings the spawned workers in line with a validated config, then
+// compiles it and swaps it in. The previous snapshot releases its backends
+// once its last request has finished. Called with reloadMu held.
 func (g *Gateway) apply(loaded *config.Loaded) {
 	g.generation++
-	next := proxy.Compile(loaded, g.generation, g.registry, g.metrics)
+	g.workers.Reconcile(loaded.Config)
+	next := proxy.Compile(loaded, g.generation, g.registry, g.metrics, g.workers.Backends)
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
 	}

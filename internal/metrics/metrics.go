@@ -44,6 +44,7 @@ type Metrics struct {
 	reloads          *prometheus.CounterVec
 	generation       prometheus.Gauge
 	lastReloadOK     prometheus.Gauge
+	spawnRestarts    *prometheus.CounterVec
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
@@ -80,9 +81,12 @@ func New() *Metrics {
 		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sluice_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last config applied.",
 		}),
+		spawnRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_spawned_worker_restarts_total", Help: "Restarts of worker processes the gateway runs, by pool.",
+		}, []string{"pool"}),
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -102,6 +106,9 @@ func (m *Metrics) ConfigApplied(gen uint64, now float64) {
 	m.generation.Set(float64(gen))
 	m.lastReloadOK.Set(now)
 }
+
+// SpawnRestart counts one restart of a spawned worker in pool.
+func (m *Metrics) SpawnRestart(pool string) { m.spawnRestarts.WithLabelValues(pool).Inc() }
 
 // ConfigRejected records a failed load.
 func (m *Metrics) ConfigRejected() { m.reloads.WithLabelValues("failure").Inc() }

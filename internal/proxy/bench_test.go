@@ -34,7 +34,7 @@ routes:
 	}
 	m := metrics.New()
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, backend.NewRegistry(), m))
+	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, backend.NewRegistry(), m, Configured))
 	return p
 }
 

@@ -90,9 +90,16 @@ func (p *Pool) HasAvailable() bool {
 	return false
 }
 
+// Members lists the backends a pool routes to: its configured backends,
+// or for a spawned pool, the replicas running now.
+type Members func(name string, pc *config.Pool) []config.Backend
+
+// Configured is Members for a gateway that spawns nothing.
+func Configured(_ string, pc *config.Pool) []config.Backend { return pc.Backends }
+
 // Compile builds a snapshot from a validated config, leasing its backends
 // from reg. If the snapshot is never served, call Retire to give them back.
-func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metrics.Metrics) *Snapshot {
+func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metrics.Metrics, members Members) *Snapshot {
 	cfg := loaded.Config
 	s := &Snapshot{
 		Generation:     gen,
@@ -109,9 +116,10 @@ func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metric
 	}
 	for name, pc := range cfg.Pools {
 		p := &Pool{Name: name, timeout: pc.Timeout.D()}
-		weights := make([]int, len(pc.Backends))
+		backends := members(name, pc)
+		weights := make([]int, len(backends))
 		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
-		for i, bc := range pc.Backends {
+		for i, bc := range backends {
 			b, client := s.lease.Acquire(bc.Addr, settings)
 			p.Members = append(p.Members, &Member{Backend: b, client: client, weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
 			weights[i] = bc.Weight
