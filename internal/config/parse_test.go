@@ -310,6 +310,54 @@ routes:
       headers:
         X-Tenant: ""   #!
 `, `can never match`},
+		{"spawn without command", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    spawn: {replicas: 1}   #!
+routes: [{name: r1, pool: p1}]
+`, `is required`},
+		{"spawn command without an address placeholder", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    spawn:
+      command: [./bin/modelworker, -listen, ":9101"]   #!
+routes: [{name: r1, pool: p1}]
+`, `no argument holds {addr} or {port}`},
+		{"spawn more replicas than backends", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    spawn:
+      command: [w, "{addr}"]
+      replicas: 2   #!
+routes: [{name: r1, pool: p1}]
+`, `only 1 backend addresses`},
+		{"spawn ports and backends together", `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    spawn:
+      command: [w, "{addr}"]
+      ports: 9101-9110   #!
+routes: [{name: r1, pool: p1}]
+`, `exclude each other`},
+		{"spawn ports not a range", `pools:
+  p1:
+    spawn:
+      command: [w, "{addr}"]
+      ports: nine   #!
+routes: [{name: r1, pool: p1}]
+`, `not a port range`},
+		{"spawn range too small", `pools:
+  p1:
+    spawn:
+      command: [w, "{addr}"]
+      replicas: 3
+      ports: 9101-9102   #!
+routes: [{name: r1, pool: p1}]
+`, `holds 2 ports for 3 replicas`},
+		{"pool with neither backends nor ports", `pools:
+  p1: {spawn: {command: [w, "{addr}"]}}   #!
+routes: [{name: r1, pool: p1}]
+`, `has no backends`},
 		{"empty route", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -613,6 +661,24 @@ func TestParseBackendForms(t *testing.T) {
 // Listener settings are bound at start; a reload must name each one that
 // changed so the operator knows to restart, and must not complain about
 // settings that reload.
+func TestSpawnDefaults(t *testing.T) {
+	cfg := mustParse(t, `pools:
+  byaddr:
+    backends: [127.0.0.1:9101, 127.0.0.1:9102]
+    spawn: {command: [w, "{addr}"]}
+  byport:
+    spawn: {command: [w, -port, "{port}"], ports: 9201-9209}
+routes: [{name: r1, pool: byaddr}]
+`)
+	if got := cfg.Pools["byaddr"].Spawn.Replicas; got != 2 {
+		t.Errorf("replicas default with two backends = %d, want 2", got)
+	}
+	sp := cfg.Pools["byport"].Spawn
+	if sp.Replicas != 1 || sp.StartTimeout.D() != DefaultStartTimeout || sp.StopTimeout.D() != DefaultStopTimeout {
+		t.Errorf("port-range spawn defaults: %+v", sp)
+	}
+}
+
 func TestListenerChanges(t *testing.T) {
 	base := mustParse(t, minimalConfig)
 	cases := []struct {
