@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // spawnConfig is a gateway whose pool w runs the test binary as workers
@@ -268,5 +270,75 @@ func TestUnhealthyWorkerNeverTakesTraffic(t *testing.T) {
 	}
 	if status, _, _ := get(t, g.admin+"/readyz"); status != 503 {
 		t.Fatalf("/readyz with no healthy replica: %d, want 503", status)
+	}
+}
+
+// TestRollInPlaceWithoutSpareAddress: with as many backends as replicas
+// there is no spare address, so each old replica stops before its
+// replacement starts at the same address; the other replica serves
+// meanwhile, so no request fails.
+func TestRollInPlaceWithoutSpareAddress(t *testing.T) {
+	a, b := testutil.ClosedAddr(t), testutil.ClosedAddr(t)
+	conf := func(version string) string {
+		return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+pools:
+  w:
+    backends: [%s, %s]
+    spawn:
+      command: [%q, spawn-test-worker, "{addr}", "version=%s"]
+routes:
+  - {name: main, match: {path_prefix: /}, pool: w}
+`, a, b, os.Args[0], version)
+	}
+	g := startGateway(t, conf("1"))
+	eventually(t, 10*time.Second, "two replicas", func() bool { return len(replicas(t, g)) == 2 })
+
+	var failed, total atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := httpClient.Get(g.url + "/")
+				total.Add(1)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}()
+	}
+	replaceFile(t, g.path, conf("2"))
+	eventually(t, 20*time.Second, "both addresses on the new command", func() bool {
+		var v poolsView
+		adminJSON(t, g.admin+"/admin/pools", &v)
+		if len(v.Pools[0].Backends) != 2 {
+			return false
+		}
+		for range 10 {
+			if _, body, _ := get(t, g.url+"/"); !strings.HasPrefix(body, "version=2") {
+				return false
+			}
+		}
+		return len(replicas(t, g)) == 2
+	})
+	close(stop)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d requests failed during an in-place rollout", failed.Load(), total.Load())
+	}
+	if got := replicas(t, g); got[a] == 0 || got[b] == 0 {
+		t.Fatalf("replicas after the rollout: %v, want one on each configured address", got)
 	}
 }

@@ -33,7 +33,15 @@ func (r *replica) markReady()   { r.readyOnce.Do(func() { close(r.ready) }) }
 
 // run is the replica's loop; see the package comment for its states.
 func (s *Supervisor) run(r *replica) {
+	// In this order on the way out: the backend state and the address are
+	// given back before done is closed, so whoever waits on done (a rollout
+	// replacing the replica in place) may take the address at once.
 	defer close(r.done)
+	defer func() {
+		s.mu.Lock()
+		delete(s.used, r.addr)
+		s.mu.Unlock()
+	}()
 	defer r.lease.Release()
 	log := s.log.With("pool", r.pool, "addr", r.addr)
 	backoff := initialBackoff

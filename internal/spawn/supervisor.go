@@ -238,9 +238,6 @@ func (s *Supervisor) start(p *pool, addr string) *replica {
 	go func() {
 		defer s.wg.Done()
 		s.run(r)
-		s.mu.Lock()
-		delete(s.used, addr)
-		s.mu.Unlock()
 	}()
 	return r
 }
