@@ -11,8 +11,11 @@ FUZZTIME ?= 20s
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway ./cmd/gateway
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/gateway ./cmd/modelworker
 
+# The dev stack: the gateway, which starts its model workers itself. Ctrl-C
+# drains, stops the workers and exits.
 run: build
 	./bin/gateway -config $(CONFIG)
 
