@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,4 +152,57 @@ func replaceFile(t *testing.T, path, data string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// load is steady client traffic against one URL, for tests that change the
+// gateway under load and count what failed.
+type load struct {
+	stopCh        chan struct{}
+	wg            sync.WaitGroup
+	total, failed atomic.Int64
+	mu            sync.Mutex
+	firstFailure  string
+}
+
+// startLoad runs clients loops of GET url, each on its own keep-alive
+// connection, until stop.
+func startLoad(url string, clients int) *load {
+	l := &load{stopCh: make(chan struct{})}
+	for range clients {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second}
+			for {
+				select {
+				case <-l.stopCh:
+					return
+				default:
+				}
+				resp, err := client.Get(url)
+				l.total.Add(1)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if l.firstFailure == "" {
+						l.firstFailure = fmt.Sprint(resp, err)
+					}
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and returns the requests sent, the failed ones and
+// the first failure.
+func (l *load) stop() (total, failed int64, first string) {
+	close(l.stopCh)
+	l.wg.Wait()
+	return l.total.Load(), l.failed.Load(), l.firstFailure
 }

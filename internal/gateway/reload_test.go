@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,36 +167,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 
 	// Load: keep-alive clients hitting the route until told to stop.
-	var total, failed atomic.Int64
-	var failMu sync.Mutex
-	var failures []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := client.Get(g.url + "/")
-				total.Add(1)
-				if err == nil {
-					resp.Body.Close()
-				}
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					failMu.Lock()
-					failures = append(failures, fmt.Sprint(resp, err))
-					failMu.Unlock()
-				}
-			}
-		}()
-	}
+	traffic := startLoad(g.url+"/", 6)
 
 	invalid := []func(string) string{
 		func(s string) string { return s + "unknown_top_level: true\n" },
@@ -245,18 +214,17 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(time.Until(stepStart.Add(step)))
 	}
-	close(stop)
-	wg.Wait()
+	total, failed, first := traffic.stop()
 
 	sort.Slice(applyTimes, func(i, j int) bool { return applyTimes[i] < applyTimes[j] })
 	t.Logf("%d rewrites in %v: %d applied (p50 %v, max %v after the write), %d rejected; %d requests, %d failed",
 		rewrites, time.Since(start).Round(time.Millisecond), len(applyTimes), applyTimes[len(applyTimes)/2].Round(time.Millisecond),
-		applyTimes[len(applyTimes)-1].Round(time.Millisecond), rejected, total.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), total.Load(), failures[0])
+		applyTimes[len(applyTimes)-1].Round(time.Millisecond), rejected, total, failed)
+	if failed != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %s", failed, total, first)
 	}
-	if total.Load() < 1000 {
-		t.Fatalf("only %d requests were sent: the load was not continuous", total.Load())
+	if total < 1000 {
+		t.Fatalf("only %d requests were sent: the load was not continuous", total)
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -102,32 +100,7 @@ func TestKilledReplicaComesBack(t *testing.T) {
 	before := replicas(t, g)
 
 	const clients = 4
-	var total, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := httpClient.Get(g.url + "/")
-				total.Add(1)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
+	traffic := startLoad(g.url+"/", clients)
 	time.Sleep(300 * time.Millisecond)
 
 	var victimAddr string
@@ -146,12 +119,11 @@ func TestKilledReplicaComesBack(t *testing.T) {
 	})
 	back := time.Since(killed)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	total, failed, _ := traffic.stop()
 
-	t.Logf("replica back %v after kill -9; %d requests, %d failed", back.Round(time.Millisecond), total.Load(), failed.Load())
-	if failed.Load() > clients {
-		t.Fatalf("%d requests failed; at most the %d that could be in flight on the killed replica may", failed.Load(), clients)
+	t.Logf("replica back %v after kill -9; %d requests, %d failed", back.Round(time.Millisecond), total, failed)
+	if failed > clients {
+		t.Fatalf("%d requests failed; at most the %d that could be in flight on the killed replica may", failed, clients)
 	}
 	if !strings.Contains(metricsText(t, g), `sluice_spawned_worker_restarts_total{pool="w"} 1`) {
 		t.Errorf("restart not counted in sluice_spawned_worker_restarts_total")
@@ -189,36 +161,7 @@ func TestChangedCommandRollsWithoutFailures(t *testing.T) {
 	eventually(t, 10*time.Second, "two replicas", func() bool { return len(replicas(t, g)) == 2 })
 	old := replicas(t, g)
 
-	var failed, total atomic.Int64
-	var lastErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := httpClient.Get(g.url + "/")
-				total.Add(1)
-				if err != nil {
-					failed.Add(1)
-					lastErr.Store(err.Error())
-					continue
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					failed.Add(1)
-					lastErr.Store(resp.Status)
-				}
-			}
-		}()
-	}
-
+	traffic := startLoad(g.url+"/", 4)
 	replaceFile(t, g.path, spawnConfig(t, 2, "", "version=2", "slowstart=300ms"))
 	eventually(t, 20*time.Second, "every replica on the new command", func() bool {
 		for range 10 {
@@ -228,15 +171,14 @@ func TestChangedCommandRollsWithoutFailures(t *testing.T) {
 		}
 		return len(replicas(t, g)) == 2
 	})
-	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed during the rollout (last: %v)", failed.Load(), total.Load(), lastErr.Load())
+	total, failed, first := traffic.stop()
+	if failed > 0 {
+		t.Fatalf("%d of %d requests failed during the rollout (first: %s)", failed, total, first)
 	}
 	for addr, pid := range old {
 		eventually(t, 5*time.Second, "old replica "+addr+" exits", func() bool { return !alive(pid) })
 	}
-	t.Logf("rollout under load: %d requests, none failed", total.Load())
+	t.Logf("rollout under load: %d requests, none failed", total)
 }
 
 func TestWorkerIgnoringSIGTERMIsKilled(t *testing.T) {
@@ -295,30 +237,7 @@ routes:
 	g := startGateway(t, conf("1"))
 	eventually(t, 10*time.Second, "two replicas", func() bool { return len(replicas(t, g)) == 2 })
 
-	var failed, total atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := httpClient.Get(g.url + "/")
-				total.Add(1)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-				}
-				if err == nil {
-					resp.Body.Close()
-				}
-			}
-		}()
-	}
+	traffic := startLoad(g.url+"/", 3)
 	replaceFile(t, g.path, conf("2"))
 	eventually(t, 20*time.Second, "both addresses on the new command", func() bool {
 		var v poolsView
@@ -333,10 +252,8 @@ routes:
 		}
 		return len(replicas(t, g)) == 2
 	})
-	close(stop)
-	wg.Wait()
-	if failed.Load() > 0 {
-		t.Fatalf("%d of %d requests failed during an in-place rollout", failed.Load(), total.Load())
+	if total, failed, first := traffic.stop(); failed > 0 {
+		t.Fatalf("%d of %d requests failed during an in-place rollout (first: %s)", failed, total, first)
 	}
 	if got := replicas(t, g); got[a] == 0 || got[b] == 0 {
 		t.Fatalf("replicas after the rollout: %v, want one on each configured address", got)
