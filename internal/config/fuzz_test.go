@@ -81,8 +81,13 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		for name, p := range cfg.Pools {
-			if p == nil || len(p.Backends) == 0 {
-				t.Fatalf("pool %q has no backends", name)
+			// A pool needs addresses: its backends, or a port range its
+			// spawned replicas take them from.
+			if p == nil || (len(p.Backends) == 0 && (p.Spawn == nil || p.Spawn.Ports == "")) {
+				t.Fatalf("pool %q has no backends and no spawn port range", name)
+			}
+			if sp := p.Spawn; sp != nil && sp.Ports == "" && sp.Replicas > len(p.Backends) {
+				t.Errorf("pool %q spawns %d replicas on %d addresses", name, sp.Replicas, len(p.Backends))
 			}
 			for _, b := range p.Backends {
 				if b.Weight < 1 {
