@@ -9,8 +9,9 @@ import (
 // FuzzParse feeds Parse arbitrary bytes. Whatever the file holds, Parse
 // must not panic, and its answer must be one the gateway can act on:
 //   - accepted: every route names a pool that exists, and every pool has at
-//     least one backend with a usable weight, so routing never divides by a
-//     zero total or looks up a missing pool;
+//     least one backend with a usable weight or a spawn port range to take
+//     addresses from, so routing never divides by a zero total or looks up
+//     a missing pool;
 //   - rejected: the error is Problems, and each problem points at a real
 //     line, so `gateway check` can print FILE:LINE for all of them.
 func FuzzParse(f *testing.F) {
