@@ -249,7 +249,7 @@ routes:
 		{"route without pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1   #!
-`, `names no pool`},
+`, `needs exactly one of pool, split and blue_green`},
 		{"unknown pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -358,6 +358,80 @@ routes: [{name: r1, pool: p1}]
   p1: {spawn: {command: [w, "{addr}"]}}   #!
 routes: [{name: r1, pool: p1}]
 `, `has no backends`},
+		{"route with pool and split", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1   #!
+    pool: p1
+    split: {variants: [{name: a, pool: p1, weight: 1}]}
+`, `needs exactly one of pool, split and blue_green (has 2)`},
+		{"split variant on an unknown pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      variants:
+        - {name: a, pool: p1, weight: 9}
+        - {name: b, pool: nope, weight: 1}   #!
+`, `unknown pool "nope"`},
+		{"split duplicate variant", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      variants:
+        - {name: a, pool: p1, weight: 9}
+        - {name: a, pool: p1, weight: 1}   #!
+`, `duplicate variant name "a"`},
+		{"split weight out of range", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      variants:
+        - {name: a, pool: p1, weight: -1}   #!
+        - {name: b, pool: p1, weight: 1}
+`, `must be 0 to 10000`},
+		{"split all weights zero", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      variants:   #!
+        - {name: a, pool: p1, weight: 0}
+`, `every weight is 0`},
+		{"split unknown key source", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      sticky: body:user   #!
+      variants: [{name: a, pool: p1, weight: 1}]
+`, `unknown key source "body:user"`},
+		{"split key source without a name", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      override: "header:"   #!
+      variants: [{name: a, pool: p1, weight: 1}]
+`, `needs a name`},
+		{"split json path with an empty field", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      sticky: json:user..id   #!
+      variants: [{name: a, pool: p1, weight: 1}]
+`, `empty field name`},
+		{"blue_green same pool twice", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    blue_green:
+      blue: p1
+      green: p1   #!
+      active: blue
+`, `blue and green are the same pool`},
+		{"blue_green active not a colour", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    blue_green:
+      blue: p1
+      green: p2
+      active: red   #!
+`, `must be blue or green`},
 		{"empty route", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -661,6 +735,41 @@ func TestParseBackendForms(t *testing.T) {
 // Listener settings are bound at start; a reload must name each one that
 // changed so the operator knows to restart, and must not complain about
 // settings that reload.
+func TestParseKeySource(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want KeySource
+	}{
+		{"header:X-User-Id", KeySource{Kind: KeyHeader, Name: "X-User-Id"}},
+		{"cookie:uid", KeySource{Kind: KeyCookie, Name: "uid"}},
+		{"query:user", KeySource{Kind: KeyQuery, Name: "user"}},
+		{"json:user.id", KeySource{Kind: KeyJSON, Path: []string{"user", "id"}}},
+		{"client_ip", KeySource{Kind: KeyClientIP}},
+		{"path", KeySource{Kind: KeyPath}},
+	} {
+		got, err := ParseKeySource(tc.in)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "header", "client_ip:x", "body:x", "header:bad name", "json:.a"} {
+		if _, err := ParseKeySource(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSplitSaltDefaultsToTheRouteName(t *testing.T) {
+	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split: {sticky: header:X-User-Id, variants: [{name: a, pool: p1, weight: 1}]}
+`)
+	if got := cfg.Routes[0].Split.Salt; got != "r1" {
+		t.Fatalf("salt = %q, want the route name", got)
+	}
+}
+
 func TestSpawnDefaults(t *testing.T) {
 	cfg := mustParse(t, `pools:
   byaddr:

@@ -144,13 +144,59 @@ type Route struct {
 	// StripPrefix is removed from the front of the path before forwarding,
 	// when the path starts with it. Zero: the path is forwarded as is.
 	StripPrefix string `yaml:"strip_prefix" json:"strip_prefix,omitempty"`
-	// Pool answers the route's requests. Required.
-	Pool string `yaml:"pool" json:"pool"`
+	// Exactly one of Pool, Split and BlueGreen says who answers.
+	//
+	// Pool answers every request of the route.
+	Pool string `yaml:"pool" json:"pool,omitempty"`
+	// Split shares the route between variants by weight: a weighted canary
+	// or an A/B test.
+	Split *Split `yaml:"split" json:"split,omitempty"`
+	// BlueGreen sends everything to the active one of two pools.
+	BlueGreen *BlueGreen `yaml:"blue_green" json:"blue_green,omitempty"`
 	// Timeout bounds the whole request upstream; past it the client gets
 	// 504. Zero: only the pool's attempt timeout applies.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 	// MaxBody is the request body limit; more gets 413. Zero: server.max_body.
 	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+}
+
+// Split shares a route between variants in proportion to their weights.
+type Split struct {
+	// Sticky is a key source (header:NAME, cookie:NAME, query:NAME,
+	// json:dotted.path, client_ip, path): requests with the same key value
+	// always get the same variant, on every replica and across restarts.
+	// Zero, or a request without the key: each window of sum(weights)
+	// requests is split in the exact proportions.
+	Sticky string `yaml:"sticky" json:"sticky,omitempty"`
+	// Salt is mixed into the sticky hash; change it to reshuffle who sees
+	// what (and start the experiment afresh). Zero: the route's name.
+	Salt string `yaml:"salt" json:"salt,omitempty"`
+	// Override is a key source whose value, when it names a variant,
+	// forces that variant (for testers). Unknown names are ignored.
+	Override string `yaml:"override" json:"override,omitempty"`
+	// Variants in order; the first is the baseline of the experiment
+	// report. At least one with a weight above 0.
+	Variants []Variant `yaml:"variants" json:"variants"`
+}
+
+// Variant is one arm of a split.
+type Variant struct {
+	// Name is reported in X-Sluice-Variant and metrics. Required, unique.
+	Name string `yaml:"name" json:"name"`
+	// Pool answers this variant's requests. Required.
+	Pool string `yaml:"pool" json:"pool"`
+	// Weight is the relative share, 0 to 10000; 0 takes the variant out.
+	Weight int `yaml:"weight" json:"weight"`
+}
+
+// BlueGreen keeps two pools and sends all traffic to the active one. The
+// idle one stays connected (and health-checked), so flipping is instant.
+type BlueGreen struct {
+	// Blue and Green are the two pools. Required, different.
+	Blue  string `yaml:"blue" json:"blue"`
+	Green string `yaml:"green" json:"green"`
+	// Active is "blue" or "green". Required.
+	Active string `yaml:"active" json:"active"`
 }
 
 // Match is the conjunction of its non-empty fields.

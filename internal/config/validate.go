@@ -47,6 +47,9 @@ func applyDefaults(c *Config) {
 			continue
 		}
 		setDefault(&r.MaxBody, s.MaxBody)
+		if r.Split != nil {
+			setDefault(&r.Split.Salt, r.Name)
+		}
 		for i, m := range r.Match.Methods {
 			r.Match.Methods[i] = strings.ToUpper(m)
 		}
@@ -259,12 +262,7 @@ func validateRoutes(ck *checker, c *Config) {
 			ck.add(path("name"), "duplicate route name %q (also routes[%d])", r.Name, prev)
 		}
 		names[r.Name] = i
-		switch _, ok := c.Pools[r.Pool]; {
-		case r.Pool == "":
-			ck.add(path(), "route %q names no pool", r.Name)
-		case !ok:
-			ck.add(path("pool"), "unknown pool %q (defined: %s)", r.Pool, strings.Join(sortedKeys(c.Pools), ", "))
-		}
+		validateTarget(ck, c, r, path)
 		m := r.Match
 		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 			ck.add(path("match", "path_prefix"), "%q must start with /", m.PathPrefix)
@@ -286,6 +284,76 @@ func validateRoutes(ck *checker, c *Config) {
 		}
 		if host := strings.TrimPrefix(m.Host, "*."); m.Host != "" && (host == "" || strings.ContainsAny(host, " /:*")) {
 			ck.add(path("match", "host"), "%q must be a host name without port or scheme, or *.domain", m.Host)
+		}
+	}
+}
+
+// validateTarget checks the one of pool, split and blue_green a route has.
+func validateTarget(ck *checker, c *Config, r *Route, path func(...any) []any) {
+	set := 0
+	for _, has := range []bool{r.Pool != "", r.Split != nil, r.BlueGreen != nil} {
+		if has {
+			set++
+		}
+	}
+	if set != 1 {
+		ck.add(path(), "route %q needs exactly one of pool, split and blue_green (has %d)", r.Name, set)
+		return
+	}
+	pool := func(p []any, name string) {
+		if name == "" {
+			ck.add(p, "names no pool")
+		} else if _, ok := c.Pools[name]; !ok {
+			ck.add(p, "unknown pool %q (defined: %s)", name, strings.Join(sortedKeys(c.Pools), ", "))
+		}
+	}
+	switch {
+	case r.Pool != "":
+		pool(path("pool"), r.Pool)
+	case r.BlueGreen != nil:
+		bg := r.BlueGreen
+		pool(path("blue_green", "blue"), bg.Blue)
+		pool(path("blue_green", "green"), bg.Green)
+		if bg.Blue != "" && bg.Blue == bg.Green {
+			ck.add(path("blue_green", "green"), "blue and green are the same pool %q", bg.Blue)
+		}
+		if bg.Active != "blue" && bg.Active != "green" {
+			ck.add(path("blue_green", "active"), "must be blue or green, got %q", bg.Active)
+		}
+	default:
+		validateSplit(ck, r.Split, path, pool)
+	}
+}
+
+func validateSplit(ck *checker, sp *Split, path func(...any) []any, pool func([]any, string)) {
+	if len(sp.Variants) == 0 {
+		ck.add(path("split"), "split has no variants")
+	}
+	names, total := map[string]bool{}, 0
+	for i, v := range sp.Variants {
+		vp := func(rest ...any) []any { return path(append([]any{"split", "variants", i}, rest...)...) }
+		switch {
+		case !nameRE.MatchString(v.Name):
+			ck.add(vp("name"), "variant name %q must be letters, digits, '.', '_' or '-' (at most 63)", v.Name)
+		case names[v.Name]:
+			ck.add(vp("name"), "duplicate variant name %q", v.Name)
+		}
+		names[v.Name] = true
+		pool(vp("pool"), v.Pool)
+		if v.Weight < 0 || v.Weight > 10000 {
+			ck.add(vp("weight"), "must be 0 to 10000, got %d", v.Weight)
+		}
+		total += max(v.Weight, 0)
+	}
+	if len(sp.Variants) > 0 && total == 0 {
+		ck.add(path("split", "variants"), "every weight is 0: no variant would get traffic")
+	}
+	for _, f := range []struct{ key, value string }{{"sticky", sp.Sticky}, {"override", sp.Override}} {
+		if f.value == "" {
+			continue
+		}
+		if _, err := ParseKeySource(f.value); err != nil {
+			ck.add(path("split", f.key), "%v", err)
 		}
 	}
 }
