@@ -7,17 +7,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/gateway"
 )
 
@@ -45,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stderr)
 	case "check":
 		return check(args, stdout, stderr)
+	case "report":
+		return report(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "sluice gateway %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -61,6 +68,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   gateway [run] -config FILE   serve (SIGHUP reloads, SIGTERM/SIGINT drain and exit)
   gateway check -config FILE   validate a config: exit 0, or print every error with its line and exit 1
+  gateway report experiments [-admin URL] [-token T]
+                               print the A/B report of a running gateway as a table
   gateway version              print version, commit and Go version
 `)
 }
@@ -159,4 +168,50 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format must be text or json, got %q", format)
+}
+
+// report prints a running gateway's report, read from its admin API.
+func report(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "experiments" {
+		fmt.Fprintln(stderr, "usage: gateway report experiments [-admin URL] [-token TOKEN]")
+		return 2
+	}
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	adminURL := fs.String("admin", "http://127.0.0.1:9901", "the gateway's admin address")
+	token := fs.String("token", os.Getenv("SLUICE_ADMIN_TOKEN"), "admin token (default $SLUICE_ADMIN_TOKEN)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	req, err := http.NewRequest("GET", strings.TrimRight(*adminURL, "/")+"/admin/experiments", nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway report:", err)
+		return 2
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway report:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		fmt.Fprintf(stderr, "gateway report: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	var out struct {
+		Experiments []experiments.RouteReport `json:"experiments"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		fmt.Fprintln(stderr, "gateway report: reading the report:", err)
+		return 1
+	}
+	if err := experiments.RenderText(stdout, out.Experiments); err != nil {
+		fmt.Fprintln(stderr, "gateway report:", err)
+		return 1
+	}
+	return 0
 }

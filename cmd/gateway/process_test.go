@@ -152,3 +152,82 @@ routes: [{name: main, pool: %s}]
 		t.Errorf("no stop line in the log:\n%s", logs.String())
 	}
 }
+
+// TestTwoProcessesAssignKeysIdentically is acceptance point 3 of the
+// traffic strategies: two gateway processes running the same config file
+// give each of 10,000 keys the same variant, with no shared state.
+func TestTwoProcessesAssignKeysIdentically(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	a, b := testutil.Named(t, "a"), testutil.Named(t, "b")
+	path := testutil.WriteFile(t, t.TempDir(), "gateway.yaml", fmt.Sprintf(`
+server: {listen: "127.0.0.1:${PORT}"}
+admin: {listen: "127.0.0.1:${ADMIN_PORT}"}
+pools: {pa: {backends: [%s]}, pb: {backends: [%s]}}
+routes:
+  - name: ab
+    split:
+      sticky: header:X-User-Id
+      salt: ab-test-1
+      variants: [{name: control, pool: pa, weight: 90}, {name: treatment, pool: pb, weight: 10}]
+`, a, b))
+
+	var urls []string
+	for range 2 {
+		listen, admin := freeAddr(t), freeAddr(t)
+		_, port, _ := net.SplitHostPort(listen)
+		_, adminPort, _ := net.SplitHostPort(admin)
+		cmd := exec.Command(bin, "-config", path)
+		cmd.Env = append(os.Environ(), "PORT="+port, "ADMIN_PORT="+adminPort)
+		var logs syncBuffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("gateway log:\n%s", logs.String())
+			}
+		})
+		urls = append(urls, "http://"+listen+"/")
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	variant := func(url, key string) string {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-User-Id", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		resp.Body.Close()
+		return resp.Header.Get("X-Sluice-Variant")
+	}
+	for _, u := range urls {
+		deadline := time.Now().Add(10 * time.Second)
+		for variant(u, "warm-up") == "" || strings.HasPrefix(variant(u, "warm-up"), "error") {
+			if time.Now().After(deadline) {
+				t.Fatalf("gateway at %s did not start", u)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	treatment := 0
+	for i := range 10000 {
+		key := fmt.Sprintf("user-%05d", i)
+		x, y := variant(urls[0], key), variant(urls[1], key)
+		if x != y || (x != "control" && x != "treatment") {
+			t.Fatalf("key %s: first gateway says %q, second %q", key, x, y)
+		}
+		if x == "treatment" {
+			treatment++
+		}
+	}
+	t.Logf("10,000 keys assigned identically by both processes; %d (%.1f%%) to treatment", treatment, float64(treatment)/100)
+}

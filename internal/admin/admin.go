@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/proxy"
 )
 
@@ -25,6 +26,8 @@ type Gateway interface {
 	// LastError is the last rejected config, or nil if the last load
 	// succeeded.
 	LastError() *LoadError
+	// Experiments is the A/B state of the split routes.
+	Experiments() *experiments.Registry
 }
 
 // LoadError describes a rejected config file.
@@ -69,6 +72,8 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]uint64{"generation": gen})
 	})
 	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
+	api.HandleFunc("GET /admin/experiments", func(w http.ResponseWriter, r *http.Request) { showExperiments(w, r, g.Experiments()) })
+	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
 	mux.Handle("/admin/", requireToken(opts.Token, api))
 
 	if opts.Pprof {
@@ -96,8 +101,7 @@ func requireToken(token func() string, next http.Handler) http.Handler {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-				writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]string{
-					"code": "unauthorized", "message": "admin token missing or wrong"}})
+				writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
 				return
 			}
 		}

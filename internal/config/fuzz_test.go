@@ -77,8 +77,10 @@ func FuzzParse(f *testing.F) {
 			if r == nil {
 				t.Fatalf("route %d is nil", i)
 			}
-			if cfg.Pools[r.Pool] == nil {
-				t.Errorf("route %q names pool %q, which is not defined", r.Name, r.Pool)
+			for _, pool := range r.PoolNames() {
+				if cfg.Pools[pool] == nil {
+					t.Errorf("route %q names pool %q, which is not defined", r.Name, pool)
+				}
 			}
 		}
 		for name, p := range cfg.Pools {

@@ -858,8 +858,10 @@ func TestShippedConfigParses(t *testing.T) {
 		t.Fatalf("shipped config has %d routes and %d pools, want some of each", len(cfg.Routes), len(cfg.Pools))
 	}
 	for _, r := range cfg.Routes {
-		if cfg.Pools[r.Pool] == nil {
-			t.Errorf("route %q names pool %q, which is not defined", r.Name, r.Pool)
+		for _, pool := range r.PoolNames() {
+			if cfg.Pools[pool] == nil {
+				t.Errorf("route %q names pool %q, which is not defined", r.Name, pool)
+			}
 		}
 	}
 	if want := Sum(loaded.Source); loaded.SHA256 != want || len(want) != 64 {

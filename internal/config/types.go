@@ -235,3 +235,19 @@ const (
 
 // Balance policies a pool may name.
 var BalancePolicies = []string{"least_pending", "round_robin", "random", "p2c"}
+
+// PoolNames lists the pools a route can send to: its pool, its split's
+// variants' pools, or both colours of a blue-green route.
+func (r *Route) PoolNames() []string {
+	switch {
+	case r.Split != nil:
+		names := make([]string, len(r.Split.Variants))
+		for i, v := range r.Split.Variants {
+			names[i] = v.Pool
+		}
+		return names
+	case r.BlueGreen != nil:
+		return []string{r.BlueGreen.Blue, r.BlueGreen.Green}
+	}
+	return []string{r.Pool}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admin"
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/spawn"
@@ -39,6 +40,7 @@ type Gateway struct {
 	registry *backend.Registry
 	proxy    *proxy.Proxy
 	workers  *spawn.Supervisor
+	exps     *experiments.Registry
 	initial  *config.Loaded
 	// membership is signalled when a spawned pool's replicas change, so
 	// the snapshot is compiled again with the new addresses.
@@ -68,6 +70,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		log:        log,
 		metrics:    metrics.New(),
 		registry:   backend.NewRegistry(),
+		exps:       experiments.NewRegistry(),
 		initial:    loaded,
 		membership: make(chan struct{}, 1),
 		serveErr:   make(chan error, 2),
@@ -188,6 +191,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// Experiments is the A/B state of the split routes.
+func (g *Gateway) Experiments() *experiments.Registry { return g.exps }
+
+// deps are the long-lived parts a snapshot is compiled against.
+func (g *Gateway) deps() proxy.Deps {
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps}
+}
+
 // maxStopTimeout is the longest stop_timeout of any spawned pool.
 func (g *Gateway) maxStopTimeout() time.Duration {
 	var longest time.Duration
@@ -220,7 +231,7 @@ func (g *Gateway) followMembership(ctx context.Context) {
 		g.reloadMu.Lock()
 		cur := g.proxy.Snapshot()
 		next := proxy.Compile(&config.Loaded{Config: cur.Config, Source: cur.Source, SHA256: cur.SHA256},
-			cur.Generation, g.registry, g.metrics, g.workers.Backends)
+			cur.Generation, g.deps())
 		g.proxy.Swap(next).Retire()
 		g.reloadMu.Unlock()
 	}

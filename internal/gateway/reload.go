@@ -58,7 +58,7 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 func (g *Gateway) apply(loaded *config.Loaded) {
 	g.generation++
 	g.workers.Reconcile(loaded.Config)
-	next := proxy.Compile(loaded, g.generation, g.registry, g.metrics, g.workers.Backends)
+	next := proxy.Compile(loaded, g.generation, g.deps())
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
 	}

@@ -117,7 +117,6 @@ func (m *Metrics) ConfigRejected() { m.reloads.WithLabelValues("failure").Inc() 
 type RouteSeries struct {
 	route, variant string
 	m              *Metrics
-	InFlight       prometheus.Gauge
 	Duration       prometheus.Observer
 	codes          [600]atomic.Pointer[prometheus.Counter]
 }
@@ -126,10 +125,12 @@ type RouteSeries struct {
 func (m *Metrics) Route(route, variant string) *RouteSeries {
 	return &RouteSeries{
 		route: route, variant: variant, m: m,
-		InFlight: m.inFlight.WithLabelValues(route),
 		Duration: m.requestDuration.WithLabelValues(route, variant),
 	}
 }
+
+// InFlight is the gauge of requests being handled on a route.
+func (m *Metrics) InFlight(route string) prometheus.Gauge { return m.inFlight.WithLabelValues(route) }
 
 // Count adds one answered request with this status code.
 func (s *RouteSeries) Count(code int) {

@@ -4,12 +4,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
@@ -19,22 +21,28 @@ const predictionJSON = `{"prediction":"setosa","probabilities":{"setosa":0.97,"v
 // newBenchProxy compiles a one-route config in front of addr.
 func newBenchProxy(tb testing.TB, addr, routeExtra string) *Proxy {
 	tb.Helper()
+	target := "    pool: iris\n"
+	if strings.Contains(routeExtra, "split:") || strings.Contains(routeExtra, "blue_green:") {
+		target = ""
+	}
 	cfg, err := config.Parse([]byte(`
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
 pools:
   iris: {backends: ["` + addr + `"]}
+  iris2: {backends: ["` + addr + `"]}
 routes:
   - name: iris
     match: {path_prefix: /v1/models/iris, methods: [POST]}
-    pool: iris
-` + routeExtra))
+` + target + routeExtra))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	m := metrics.New()
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, backend.NewRegistry(), m, Configured))
+	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
+		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
+	}))
 	return p
 }
 
@@ -51,6 +59,7 @@ func BenchmarkProxyPlain(b *testing.B) {
 	for _, bc := range []struct{ name, extra string }{
 		{"route", ""},
 		{"strip_prefix", "    strip_prefix: /v1/models/iris\n"},
+		{"sticky_split", stickySplit},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newBenchProxy(b, addr, bc.extra)
@@ -60,6 +69,7 @@ func BenchmarkProxyPlain(b *testing.B) {
 			req.Header.SetHost("gateway.local")
 			req.Header.SetContentType("application/json")
 			req.Header.Set("X-Request-Id", "bench-0001")
+			req.Header.Set("X-User-Id", "user-0012345")
 			req.SetBodyString(`{"input":[5.1,3.5,1.4,0.2]}`)
 			remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 			var ctx fasthttp.RequestCtx
@@ -76,6 +86,36 @@ func BenchmarkProxyPlain(b *testing.B) {
 					b.Fatal(err)
 				}
 				ctx.Response.Reset()
+			}
+		})
+	}
+}
+
+const stickySplit = `    split:
+      sticky: header:X-User-Id
+      variants:
+        - {name: control, pool: iris, weight: 90}
+        - {name: treatment, pool: iris2, weight: 10}
+`
+
+// BenchmarkChooseVariant is what a split adds to a request over a plain
+// pool route: reading the sticky key and hashing it (SPEC section 8 and the
+// traffic strategies: at most 200 ns more, no allocations).
+func BenchmarkChooseVariant(b *testing.B) {
+	addr := testutil.ClosedAddr(b)
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.Set("X-User-Id", "user-0012345")
+	for _, bc := range []struct{ name, extra string }{
+		{"pool", ""},
+		{"sticky_split", stickySplit},
+		{"unsticky_split", strings.Replace(stickySplit, "      sticky: header:X-User-Id\n", "", 1)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			route := newBenchProxy(b, addr, bc.extra).Snapshot().Routes[0]
+			var scratch [128]byte
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = route.variantFor(&ctx, nil, scratch[:0])
 			}
 		})
 	}

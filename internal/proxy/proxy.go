@@ -106,18 +106,24 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	route := snap.Routes[i]
-	route.series.InFlight.Inc()
-	defer route.series.InFlight.Dec()
+	route.inFlight.Inc()
+	defer route.inFlight.Dec()
 
 	var status int
+	var scratch [128]byte
+	v := route.variantFor(ctx, snap.trusted, scratch[:0])
 	if len(ctx.Request.Body()) > route.maxBody {
 		writeFailure(ctx, FailBodyTooLarge, id)
 		status = FailBodyTooLarge.Status
 	} else {
-		status = p.forward(ctx, snap, route, id, start)
+		status = p.forward(ctx, snap, route, v, id, start)
 	}
-	route.series.Count(status)
-	route.series.Duration.Observe(time.Since(start).Seconds())
+	elapsed := time.Since(start)
+	v.series.Count(status)
+	v.series.Duration.Observe(elapsed.Seconds())
+	if v.exp != nil {
+		v.exp.Record(elapsed, status >= 500)
+	}
 }
 
 // refuse answers a request that reached no route.
@@ -126,9 +132,9 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
 	p.noRoute.Count(f.Status)
 }
 
-// forward sends the request to one backend of the route's pool and
+// forward sends the request to one backend of the variant's pool and
 // returns the status the client gets.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, id []byte, start time.Time) int {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time) int {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	removeHopByHop(&req.Header)
@@ -144,7 +150,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		stripPrefix(req, route.stripPrefix, scratch[:0])
 	}
 
-	pool := route.Pool
+	pool := v.Pool
 	deadline := time.Now().Add(pool.timeout)
 	if route.timeout > 0 {
 		if d := start.Add(route.timeout); d.Before(deadline) {
@@ -154,6 +160,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	n := pool.policy.Pick(pool, rand.Uint64())
 	if n < 0 {
 		writeFailure(ctx, FailUnavailable, id)
+		ctx.Response.Header.Set(headerVariant, v.Name)
 		return FailUnavailable.Status
 	}
 	m := pool.Members[n]
@@ -169,6 +176,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		p.log.Warn("upstream attempt failed", "route", route.Name, "pool", pool.Name, "backend", m.Addr,
 			"outcome", outcome, "request_id", string(id), "err", err)
 		writeFailure(ctx, f, id)
+		ctx.Response.Header.Set(headerVariant, v.Name)
 		if clientClose {
 			ctx.SetConnectionClose()
 		}
@@ -192,7 +200,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		ctx.SetConnectionClose()
 	}
 	resp.Header.SetBytesV(headerRequestID, id)
-	resp.Header.Set(headerVariant, pool.Name)
+	resp.Header.Set(headerVariant, v.Name)
 	return status
 }
 

@@ -6,10 +6,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
@@ -42,11 +44,46 @@ type Snapshot struct {
 // Route is a compiled route.
 type Route struct {
 	Name        string
-	Pool        *Pool
+	Variants    []*Variant // one for a pool route, two for blue-green
+	active      int        // the variant of a route without a split
+	split       *split     // nil unless the route is a split
 	stripPrefix []byte
 	timeout     time.Duration
 	maxBody     int
-	series      *metrics.RouteSeries
+	inFlight    prometheus.Gauge
+	// Experiment is the split route's experiment; nil for other routes.
+	Experiment *experiments.Experiment
+}
+
+// AssignKey returns the variant a sticky key gets on this route now (its
+// index in Variants), as a request carrying the key would; false when the
+// route has no sticky split.
+func (r *Route) AssignKey(key []byte) (int, bool) {
+	if r.split == nil || r.split.sticky == nil || len(key) == 0 {
+		return 0, false
+	}
+	i := r.split.hashed.Pick(key)
+	return i, i >= 0
+}
+
+// Route finds a route by name.
+func (s *Snapshot) Route(name string) *Route {
+	for _, r := range s.Routes {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// Variant is one way a route can answer: the route's pool, a colour of a
+// blue-green route, or an arm of a split. Name is what X-Sluice-Variant and
+// the variant metric label say.
+type Variant struct {
+	Name   string
+	Pool   *Pool
+	series *metrics.RouteSeries
+	exp    *experiments.Variant // nil unless the route is a split
 }
 
 // Pool is a compiled pool: its members and balance policy. It is the
@@ -97,10 +134,20 @@ type Members func(name string, pc *config.Pool) []config.Backend
 // Configured is Members for a gateway that spawns nothing.
 func Configured(_ string, pc *config.Pool) []config.Backend { return pc.Backends }
 
+// Deps are what compiling reaches outside the config: state that outlives
+// the snapshot.
+type Deps struct {
+	Registry    *backend.Registry
+	Metrics     *metrics.Metrics
+	Members     Members
+	Experiments *experiments.Registry
+}
+
 // Compile builds a snapshot from a validated config, leasing its backends
-// from reg. If the snapshot is never served, call Retire to give them back.
-func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metrics.Metrics, members Members) *Snapshot {
-	cfg := loaded.Config
+// from the registry. If the snapshot is never served, call Retire to give
+// them back.
+func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
+	cfg, reg, m := loaded.Config, deps.Registry, deps.Metrics
 	s := &Snapshot{
 		Generation:     gen,
 		LoadedAt:       time.Now(),
@@ -116,7 +163,7 @@ func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metric
 	}
 	for name, pc := range cfg.Pools {
 		p := &Pool{Name: name, timeout: pc.Timeout.D()}
-		backends := members(name, pc)
+		backends := deps.Members(name, pc)
 		weights := make([]int, len(backends))
 		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
 		for i, bc := range backends {
@@ -128,18 +175,36 @@ func Compile(loaded *config.Loaded, gen uint64, reg *backend.Registry, m *metric
 		p.policy, _ = routing.NewPolicy(pc.Balance, weights)
 		s.Pools[name] = p
 	}
+	splits := map[string]bool{}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
 		s.matchers = append(s.matchers, routing.NewMatcher(match.PathPrefix, match.Methods, match.Host, match.Headers))
-		s.Routes = append(s.Routes, &Route{
+		r := &Route{
 			Name:        rc.Name,
-			Pool:        s.Pools[rc.Pool],
 			stripPrefix: []byte(rc.StripPrefix),
 			timeout:     rc.Timeout.D(),
 			maxBody:     int(rc.MaxBody),
-			series:      m.Route(rc.Name, rc.Pool),
-		})
+			inFlight:    m.InFlight(rc.Name),
+		}
+		variant := func(name, pool string) *Variant {
+			return &Variant{Name: name, Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
+		}
+		switch {
+		case rc.Split != nil:
+			r.Variants, r.split, r.Experiment = compileSplit(rc, variant, deps.Experiments)
+			splits[rc.Name] = true
+		case rc.BlueGreen != nil:
+			bg := rc.BlueGreen
+			r.Variants = []*Variant{variant("blue", bg.Blue), variant("green", bg.Green)}
+			if bg.Active == "green" {
+				r.active = 1
+			}
+		default:
+			r.Variants = []*Variant{variant(rc.Pool, rc.Pool)}
+		}
+		s.Routes = append(s.Routes, r)
 	}
+	deps.Experiments.Retain(splits)
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
@@ -179,8 +244,12 @@ func (s *Snapshot) Idle() <-chan struct{} { return s.idle }
 func (s *Snapshot) Ready() []string {
 	var problems []string
 	for _, r := range s.Routes {
-		if !r.Pool.HasAvailable() {
-			problems = append(problems, "route "+r.Name+": pool "+r.Pool.Name+" has no available backend")
+		// The route is ready when the variants it can choose now have a
+		// backend: a blue-green route's idle colour does not count.
+		for _, v := range r.Variants {
+			if r.reachable(v) && !v.Pool.HasAvailable() {
+				problems = append(problems, "route "+r.Name+": pool "+v.Pool.Name+" has no available backend")
+			}
 		}
 	}
 	return problems
