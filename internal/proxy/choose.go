@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -93,11 +94,9 @@ func compileSplit(rc *config.Route, variant func(name, pool string) *Variant, ex
 	return variants, s, exp
 }
 
-// experimentIdentity is what makes two configs the same experiment.
+// experimentIdentity is what makes two configs the same experiment: the
+// salt and the variants in order, written "salt|control,treatment"
+// (variant names cannot hold "|" or ",").
 func experimentIdentity(salt string, names []string) string {
-	id := salt
-	for _, n := range names {
-		id += "\x00" + n
-	}
-	return id
+	return salt + "|" + strings.Join(names, ",")
 }
