@@ -130,3 +130,19 @@ func garbageBackend(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestRefusedConnectionTriesAnotherBackend: a request that could not be
+// sent because a worker refused the connection goes to another backend,
+// whatever its method, instead of failing.
+func TestRefusedConnectionTriesAnotherBackend(t *testing.T) {
+	live, dead := testutil.Named(t, "live"), testutil.ClosedAddr(t)
+	g := startGateway(t, strings.Replace(onePool([]string{live, dead}, ""), "timeout: 2s}", "timeout: 2s, balance: round_robin}", 1))
+	for i := range 20 {
+		if status, body, _ := send(t, "POST", g.url+"/", `{"n":1}`); status != 200 || body != "live" {
+			t.Fatalf("request %d: %d %q; a refused connection must go to the live backend", i, status, body)
+		}
+	}
+	if m := metricsText(t, g); !strings.Contains(m, `backend="`+dead+`",outcome="connect_error",pool="p"} 10`) {
+		t.Errorf("the refused attempts are not counted as connect_error:\n%s", m)
+	}
+}

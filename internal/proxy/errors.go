@@ -72,6 +72,12 @@ func upstreamFailure(err error) (Failure, string) {
 	return FailUpstreamError, metrics.OutcomeBadResponse
 }
 
+// refused reports whether an attempt failed because nothing accepted the
+// connection, so the request was never sent.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
 // writeFailure replaces whatever response was under way with the JSON
 // error body of SPEC section 3.
 func writeFailure(ctx *fasthttp.RequestCtx, f Failure, requestID []byte) {

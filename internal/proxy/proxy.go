@@ -164,17 +164,19 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		return FailUnavailable.Status
 	}
 	m := pool.Members[n]
-
-	m.Begin()
-	attemptStart := time.Now()
-	err := m.client.DoDeadline(req, &ctx.Response, deadline)
-	m.series.Duration.Observe(time.Since(attemptStart).Seconds())
+	err := p.attempt(ctx, route, m, deadline, id)
+	// A refused connection means the request never left the gateway: a
+	// worker that just died, or one not listening yet. Any other backend
+	// may take it, whatever the method, as with nginx's default
+	// proxy_next_upstream error. (Retries of requests that reached a
+	// backend are a policy of their own, with a budget.)
+	if err != nil && refused(err) {
+		if other := pool.another(n); other != nil {
+			err = p.attempt(ctx, route, other, deadline, id)
+		}
+	}
 	if err != nil {
-		f, outcome := upstreamFailure(err)
-		m.End(true)
-		m.series.Count(outcome)
-		p.log.Warn("upstream attempt failed", "route", route.Name, "pool", pool.Name, "backend", m.Addr,
-			"outcome", outcome, "request_id", string(id), "err", err)
+		f, _ := upstreamFailure(err)
 		writeFailure(ctx, f, id)
 		ctx.Response.Header.Set(headerVariant, v.Name)
 		if clientClose {
@@ -185,12 +187,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 
 	resp := &ctx.Response
 	status := resp.StatusCode()
-	m.End(status >= 500)
-	if status >= 500 {
-		m.series.Count(metrics.OutcomeHTTP5xx)
-	} else {
-		m.series.Count(metrics.OutcomeSuccess)
-	}
 	// The backend's wish to close its connection was honoured by the
 	// client transport already; the client's connection is the client's.
 	removeHopByHop(&resp.Header)
@@ -202,6 +198,31 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	resp.Header.SetBytesV(headerRequestID, id)
 	resp.Header.Set(headerVariant, v.Name)
 	return status
+}
+
+// attempt sends the request to one backend and accounts for it: the
+// backend's counters, the upstream metrics, and a log line on failure.
+func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadline time.Time, id []byte) error {
+	m.Begin()
+	start := time.Now()
+	err := m.client.DoDeadline(&ctx.Request, &ctx.Response, deadline)
+	m.series.Duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		_, outcome := upstreamFailure(err)
+		m.End(true)
+		m.series.Count(outcome)
+		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
+			"outcome", outcome, "request_id", string(id), "err", err)
+		return err
+	}
+	status := ctx.Response.StatusCode()
+	m.End(status >= 500)
+	if status >= 500 {
+		m.series.Count(metrics.OutcomeHTTP5xx)
+	} else {
+		m.series.Count(metrics.OutcomeSuccess)
+	}
+	return nil
 }
 
 var (

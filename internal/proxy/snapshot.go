@@ -117,6 +117,21 @@ func (p *Pool) Pending(i int) int64 { return p.Members[i].Backend.Pending() }
 // Available reports whether member i may take traffic.
 func (p *Pool) Available(i int) bool { return p.Members[i].Backend.Available() }
 
+// another returns an available member other than member skip, the least
+// loaded, or nil when there is none.
+func (p *Pool) another(skip int) *Member {
+	best := -1
+	for i := range p.Members {
+		if i != skip && p.Available(i) && (best < 0 || p.Pending(i) < p.Pending(best)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return p.Members[best]
+}
+
 // HasAvailable reports whether any member may take traffic.
 func (p *Pool) HasAvailable() bool {
 	for i := range p.Members {
