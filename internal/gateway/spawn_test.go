@@ -220,7 +220,7 @@ func TestUnhealthyWorkerNeverTakesTraffic(t *testing.T) {
 // replacement starts at the same address; the other replica serves
 // meanwhile, so no request fails.
 func TestRollInPlaceWithoutSpareAddress(t *testing.T) {
-	a, b := testutil.ClosedAddr(t), testutil.ClosedAddr(t)
+	a, b := testutil.RestartableAddr(t), testutil.RestartableAddr(t)
 	conf := func(version string) string {
 		return fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}

@@ -4,9 +4,11 @@ package testutil
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,4 +86,23 @@ func Raw(t testing.TB, addr, raw string, wait time.Duration) (*fasthttp.Response
 // Client is a fasthttp client with short timeouts for tests.
 func Client() *fasthttp.Client {
 	return &fasthttp.Client{ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, MaxIdemponentCallAttempts: 1}
+}
+
+// RestartableAddr returns a free loopback address for a server a test
+// stops and starts again on the same port. The port comes from below the
+// kernel's ephemeral range (32768 and up on Linux), from which ClosedAddr
+// and every client connection's local port are drawn: a stopped server's
+// ephemeral port can be taken by any connection of a test running
+// alongside, and the restart then fails to bind.
+func RestartableAddr(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(12000+rand.IntN(8000)))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port in 12000-19999")
+	return ""
 }
