@@ -20,9 +20,10 @@ run: build
 	./bin/gateway -config $(CONFIG)
 
 # The full suite: vet, formatting, and every test with the race detector
-# (which needs a C compiler: installed from Debian packages if missing).
+# (which needs a C compiler) and a real Redis: both installed from Debian
+# packages if missing.
 test: vet
-	@scripts/deps.sh cc=gcc
+	@scripts/deps.sh cc=gcc redis-server=redis-server
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 vet:

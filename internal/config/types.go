@@ -19,6 +19,10 @@ type Config struct {
 	Server Server `yaml:"server" json:"server"`
 	// Admin is the operator listener: metrics, health, the admin API.
 	Admin Admin `yaml:"admin" json:"admin"`
+	// Redis, when set, is shared by every gateway replica: experiment
+	// counters and outcomes aggregate there. Zero: everything is per
+	// process, in memory.
+	Redis *Redis `yaml:"redis" json:"redis,omitempty"`
 	// Pools are the upstream groups, one per model version, by name.
 	// At least one is required.
 	Pools map[string]*Pool `yaml:"pools" json:"pools"`
@@ -78,6 +82,24 @@ type Admin struct {
 	Token string `yaml:"token" json:"-"`
 	// Pprof exposes /debug/pprof/ on the admin listener. Default false.
 	Pprof bool `yaml:"pprof" json:"pprof"`
+}
+
+// Redis is the server the gateway replicas share. A reload may change it:
+// the gateway then connects to the new one and closes the old connection.
+// Whatever the setting, requests never wait on Redis: it is written by a
+// background pusher and read by the admin API.
+type Redis struct {
+	// Addr is the server, host:port. Required with redis.
+	Addr string `yaml:"addr" json:"addr"`
+	// Password authenticates (AUTH); write it as ${ENV_VAR}. Never shown
+	// in /admin/config. Zero: no AUTH.
+	Password string `yaml:"password" json:"-"`
+	// DB is the database number to SELECT. Default 0.
+	DB int `yaml:"db" json:"db"`
+	// Timeout bounds every round trip; a slower answer counts as Redis
+	// being down (the gateway then falls back to per-process numbers).
+	// Default 25ms.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
 }
 
 // Pool is the set of workers serving one model version.
@@ -231,6 +253,10 @@ const (
 	DefaultPoolTimeout    = 30 * time.Second
 	DefaultStartTimeout   = 30 * time.Second
 	DefaultStopTimeout    = 5 * time.Second
+	DefaultRedisTimeout   = 25 * time.Millisecond
+	// MaxRedisTimeout bounds redis.timeout: the admin report and the
+	// final push at shutdown wait this long at most per round trip.
+	MaxRedisTimeout = 10 * time.Second
 )
 
 // Balance policies a pool may name.

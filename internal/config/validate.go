@@ -25,6 +25,9 @@ func applyDefaults(c *Config) {
 	setDefault(&s.MaxBody, DefaultMaxBody)
 	setDefault(&s.DrainTimeout, Duration(DefaultDrainTimeout))
 	setDefault(&c.Admin.Listen, DefaultAdminListen)
+	if c.Redis != nil {
+		setDefault(&c.Redis.Timeout, Duration(DefaultRedisTimeout))
+	}
 	for _, p := range c.Pools {
 		if p == nil {
 			continue
@@ -100,6 +103,7 @@ var (
 func validate(c *Config, doc *yaml.Node) Problems {
 	ck := &checker{doc: doc}
 	validateServer(ck, c)
+	validateRedis(ck, c.Redis)
 	validatePools(ck, c)
 	validateRoutes(ck, c)
 	return ck.problems
@@ -160,6 +164,25 @@ func sameListen(a, b string) bool {
 	}
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	return ha == hb || wildcard(ha) || wildcard(hb)
+}
+
+func validateRedis(ck *checker, r *Redis) {
+	if r == nil {
+		return
+	}
+	if r.Addr == "" {
+		ck.add(at("redis", "addr"), "is required with redis: the server's host:port")
+	} else if host, port, err := net.SplitHostPort(r.Addr); err != nil || host == "" {
+		ck.add(at("redis", "addr"), "%q is not host:port", r.Addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		ck.add(at("redis", "addr"), "%q has no valid port", r.Addr)
+	}
+	if r.DB < 0 {
+		ck.add(at("redis", "db"), "must be 0 or more, got %d", r.DB)
+	}
+	if r.Timeout.D() > MaxRedisTimeout {
+		ck.add(at("redis", "timeout"), "must be at most %v, got %v: a slower Redis counts as down", MaxRedisTimeout, r.Timeout.D())
+	}
 }
 
 func validatePools(ck *checker, c *Config) {

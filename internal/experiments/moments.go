@@ -8,7 +8,7 @@ import (
 
 // Moments are the sufficient statistics of a sample for its mean and variance:
 // the count, the sum and the sum of squares. They add up, across the shards of
-// one process and across gateway replicas (a later change keeps them in Redis
+// one process and across gateway replicas (cluster.go keeps them in Redis
 // with HINCRBYFLOAT), which is why they are what we store rather than a running
 // mean and M2 (Welford), whose merge is not a plain sum.
 //

@@ -23,6 +23,10 @@
 //
 // Reading the numbers is cheap for the hot path: Variant.Record locks one of a
 // few shards; Report adds the shards up.
+//
+// With a Cluster (a Redis shared by the gateway replicas), a background
+// pusher adds every variant's new numbers to Redis and Report reads every
+// replica's sums back; see cluster.go.
 package experiments
 
 import (
@@ -59,11 +63,15 @@ type Registry struct {
 	mu     sync.Mutex
 	routes map[string]*Experiment
 	now    func() time.Time // time.Now; tests replace it
+
+	// sync is the state shared with other replicas through Redis; see
+	// cluster.go. Its own mutex serialises pushes and cluster reads.
+	sync clusterSync
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{routes: make(map[string]*Experiment), now: time.Now}
+	return &Registry{routes: make(map[string]*Experiment), now: time.Now, sync: newClusterSync()}
 }
 
 // Experiment is one route's A/B test: its variants in config order, the first
@@ -84,6 +92,11 @@ type trial struct {
 
 	mu      sync.Mutex // guards metrics and every variant's outcomes
 	metrics map[string]struct{}
+
+	// pushed is, per variant name, what this process has added to Redis
+	// so far (cumulative, without histogram): the next push sends the
+	// difference. Guarded by the registry's sync.mu.
+	pushed map[string]VariantStats
 }
 
 // Experiment returns the experiment of a split route, creating it. variants
@@ -114,6 +127,7 @@ func (r *Registry) Experiment(route, identity string, variants []string) *Experi
 		startedAt: r.now().UTC(),
 		byName:    make(map[string]*Variant, len(variants)),
 		metrics:   make(map[string]struct{}),
+		pushed:    make(map[string]VariantStats),
 	}
 	e := &Experiment{route: route, trial: t}
 	for _, name := range variants {
@@ -233,10 +247,13 @@ func checkMetric(metric string) error {
 
 // Stats returns the raw sufficient statistics of every variant, in the
 // experiment's order: what a replica would add to the others'.
-func (e *Experiment) Stats() []VariantStats {
+func (e *Experiment) Stats() []VariantStats { return e.stats(true) }
+
+// stats is Stats, with the latency histograms only when asked for.
+func (e *Experiment) stats(withHistogram bool) []VariantStats {
 	out := make([]VariantStats, len(e.variants))
 	for i, v := range e.variants {
-		out[i] = v.traffic()
+		out[i] = v.traffic(withHistogram)
 	}
 	e.trial.mu.Lock()
 	for i, v := range e.variants {
@@ -252,8 +269,24 @@ func (e *Experiment) Stats() []VariantStats {
 	return out
 }
 
-// Report computes the current comparison of every experiment, sorted by route.
+// Report computes the current comparison of every experiment, sorted by
+// route. With a cluster set (SetCluster) the numbers are those of every
+// replica together, read from Redis; without one, or when Redis does not
+// answer within its timeout, this process's (and each report says which).
 func (r *Registry) Report() []RouteReport {
+	exps := r.experiments()
+	if reports, ok := r.clusterReport(exps); ok {
+		return reports
+	}
+	out := make([]RouteReport, len(exps))
+	for i, e := range exps {
+		out[i] = e.Report()
+	}
+	return out
+}
+
+// experiments lists the current experiments, sorted by route.
+func (r *Registry) experiments() []*Experiment {
 	r.mu.Lock()
 	exps := make([]*Experiment, 0, len(r.routes))
 	for _, e := range r.routes {
@@ -261,11 +294,7 @@ func (r *Registry) Report() []RouteReport {
 	}
 	r.mu.Unlock()
 	sort.Slice(exps, func(i, j int) bool { return exps[i].route < exps[j].route })
-	out := make([]RouteReport, len(exps))
-	for i, e := range exps {
-		out[i] = e.Report()
-	}
-	return out
+	return exps
 }
 
 // Report computes the current comparison of this experiment.

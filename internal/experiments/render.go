@@ -24,6 +24,9 @@ func RenderText(w io.Writer, reports []RouteReport) error {
 		}
 		fmt.Fprintf(tw, "route %s  identity %q  since %s  (latency ms; * p < %g)\n",
 			rep.Route, rep.Identity, rep.StartedAt.Format(time.RFC3339), Alpha)
+		if rep.Note != "" {
+			fmt.Fprintf(tw, "%s numbers: %s\n", scopeLabel(rep.Scope), rep.Note)
+		}
 		fmt.Fprintln(tw, "VARIANT\tREQUESTS\tERRORS\tERR%\tMEAN\tP50\tP95\tP99\tERR P\tERR WINNER\tLAT P\tLAT WINNER")
 		for _, v := range rep.Variants {
 			errP, errWin, latP, latWin := "-", "-", "-", "-"
@@ -123,6 +126,7 @@ type htmlPage struct {
 
 type htmlRoute struct {
 	Route, Identity, Started string
+	Scope, Note              string
 	Variants                 []htmlHead
 	Rows                     []htmlRow
 }
@@ -171,7 +175,7 @@ td.sig{background:#e6f6e6;font-weight:600}
 {{- end}}
 {{- range .Routes}}
 <h2>{{.Route}}</h2>
-<p class="meta">identity <code>{{.Identity}}</code> · started {{.Started}}</p>
+<p class="meta">identity <code>{{.Identity}}</code> · started {{.Started}}{{if .Note}} · {{.Scope}} numbers: {{.Note}}{{end}}</p>
 <table>
 <thead><tr><th></th>{{range .Variants}}<th{{if .Baseline}} class="baseline"{{end}}>{{.Name}}{{if .Baseline}} (baseline){{end}}</th>{{end}}</tr></thead>
 <tbody>
@@ -201,7 +205,8 @@ func RenderHTML(w io.Writer, reports []RouteReport) error {
 }
 
 func htmlView(rep RouteReport) htmlRoute {
-	r := htmlRoute{Route: rep.Route, Identity: rep.Identity, Started: rep.StartedAt.Format(time.RFC3339)}
+	r := htmlRoute{Route: rep.Route, Identity: rep.Identity, Started: rep.StartedAt.Format(time.RFC3339),
+		Scope: scopeLabel(rep.Scope), Note: rep.Note}
 	for _, v := range rep.Variants {
 		r.Variants = append(r.Variants, htmlHead{Name: v.Name, Baseline: v.Baseline})
 	}
@@ -289,4 +294,12 @@ func testCell(p *float64, significant bool, winner, note, details string) htmlCe
 	}
 	c.Text = b.String()
 	return c
+}
+
+// scopeLabel names a report's scope for people.
+func scopeLabel(scope string) string {
+	if scope == ScopeCluster {
+		return "cluster"
+	}
+	return "process"
 }

@@ -13,6 +13,13 @@ type RouteReport struct {
 	Route     string    `json:"route"`
 	Identity  string    `json:"identity"`
 	StartedAt time.Time `json:"started_at"`
+	// Scope says whose numbers these are: ScopeProcess (this gateway
+	// process alone) or ScopeCluster (every replica sharing the Redis).
+	Scope string `json:"scope"`
+	// Note explains the scope when it needs explaining: that quantiles are
+	// per process in a cluster report, or why a report that should have
+	// been the cluster's fell back to this process's numbers.
+	Note string `json:"note,omitempty"`
 	// Variants in config order; the first is the baseline.
 	Variants []VariantReport `json:"variants"`
 	// Outcomes per metric, sorted by metric name.
@@ -81,6 +88,12 @@ type OutcomeReport struct {
 	Comparison *MeanTest `json:"comparison,omitempty"`
 }
 
+// Scopes of a RouteReport.
+const (
+	ScopeProcess = "process"
+	ScopeCluster = "cluster"
+)
+
 // z975 is the 97.5% quantile of the standard normal, for 95% intervals.
 const z975 = 1.96
 
@@ -92,6 +105,7 @@ func BuildReport(route, identity string, startedAt time.Time, variants []Variant
 		Route:     route,
 		Identity:  identity,
 		StartedAt: startedAt,
+		Scope:     ScopeProcess,
 		Variants:  make([]VariantReport, len(variants)),
 		Outcomes:  []MetricReport{},
 	}

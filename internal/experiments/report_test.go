@@ -65,7 +65,7 @@ func TestReportJSONShape(t *testing.T) {
 	treatment := variants[1].(map[string]any)
 	comparison := treatment["comparison"].(map[string]any)
 	for _, c := range []struct{ what, got, want string }{
-		{"route", keys(route), "identity,outcomes,route,started_at,variants"},
+		{"route", keys(route), "identity,outcomes,route,scope,started_at,variants"},
 		{"baseline variant", keys(variants[0]), "baseline,error_rate,errors,latency_ms,name,requests,stats"},
 		{"variant", keys(treatment), "baseline,comparison,error_rate,errors,latency_ms,name,requests,stats"},
 		{"latency_ms", keys(treatment["latency_ms"]), "mean,out_of_range,p50,p95,p99,std"},

@@ -126,16 +126,23 @@ func (v *Variant) lockShard() *shard {
 }
 
 // traffic adds up the shards: everything in VariantStats but the outcomes.
-func (v *Variant) traffic() VariantStats {
+// Without withHistogram, the histogram is left nil (the pusher needs only
+// the sums, and merging the shards' histograms is the costly part).
+func (v *Variant) traffic(withHistogram bool) VariantStats {
 	var latency accumulator
-	st := VariantStats{Name: v.name, Histogram: newLatencyHistogram()}
+	st := VariantStats{Name: v.name}
+	if withHistogram {
+		st.Histogram = newLatencyHistogram()
+	}
 	for i := range v.shards {
 		s := &v.shards[i]
 		s.mu.Lock()
 		st.Errors += s.errors
 		st.LatencyOutOfRange += s.outOfRange
 		s.latency.mergeInto(&latency)
-		st.Histogram.Merge(s.hist)
+		if withHistogram {
+			st.Histogram.Merge(s.hist)
+		}
 		s.mu.Unlock()
 	}
 	st.Latency = latency.moments()

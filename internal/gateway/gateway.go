@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/admin"
@@ -57,6 +58,14 @@ type Gateway struct {
 	adminLn      net.Listener
 	serveErr     chan error
 	stopWatching context.CancelFunc
+
+	// redis is the client of the config's redis block (nil without one),
+	// replaced when a reload changes the block. Guarded by reloadMu.
+	redis    *redis.Client
+	redisCfg *config.Redis
+	// stopPusher ends the experiments' pusher; pusherDone closes when it has.
+	stopPusher context.CancelFunc
+	pusherDone chan struct{}
 }
 
 // New loads and validates the config at path. It starts nothing; call Start.
@@ -139,6 +148,13 @@ func (g *Gateway) Start() error {
 		}
 	}()
 
+	pushCtx, stopPusher := context.WithCancel(context.Background())
+	g.stopPusher, g.pusherDone = stopPusher, make(chan struct{})
+	go func() {
+		defer close(g.pusherDone)
+		g.exps.RunPusher(pushCtx, experiments.PushInterval)
+	}()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatching = cancel
 	go g.followMembership(ctx)
@@ -188,7 +204,50 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	adminCtx, adminCancel := context.WithTimeout(context.Background(), time.Second)
 	defer adminCancel()
 	_ = g.adminServer.Shutdown(adminCtx)
+	g.stopExperimentsPusher()
 	return err
+}
+
+// stopExperimentsPusher ends the pusher, pushes what the last requests
+// recorded (bounded by redis.timeout), and closes the Redis client.
+func (g *Gateway) stopExperimentsPusher() {
+	g.stopPusher()
+	<-g.pusherDone
+	if err := g.exps.Push(context.Background()); err != nil {
+		g.log.Warn("last push of experiment numbers failed; this process's unpushed numbers are lost", "err", err)
+	}
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	g.useRedis(nil)
+}
+
+// useRedis connects to the redis block's server when it changed (nil: no
+// Redis), hands the experiments the new client, and closes the old one.
+// Connecting is lazy: a Redis that is down does not fail a reload. Called
+// with reloadMu held.
+func (g *Gateway) useRedis(cfg *config.Redis) {
+	if equalRedis(cfg, g.redisCfg) {
+		return
+	}
+	old := g.redis
+	g.redis, g.redisCfg = nil, cfg
+	var cluster *experiments.Cluster
+	if cfg != nil {
+		g.redis = redis.NewClient(experiments.ClientOptions(cfg.Addr, cfg.Password, cfg.DB, cfg.Timeout.D()))
+		cluster = experiments.NewCluster(g.redis, cfg.Timeout.D(), g.log)
+		g.log.Info("experiments aggregate through redis", "addr", cfg.Addr, "db", cfg.DB)
+	}
+	g.exps.SetCluster(cluster)
+	if old != nil {
+		_ = old.Close()
+	}
+}
+
+func equalRedis(a, b *config.Redis) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Experiments is the A/B state of the split routes.

@@ -57,6 +57,7 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 // once its last request has finished. Called with reloadMu held.
 func (g *Gateway) apply(loaded *config.Loaded) {
 	g.generation++
+	g.useRedis(loaded.Config.Redis)
 	g.workers.Reconcile(loaded.Config)
 	next := proxy.Compile(loaded, g.generation, g.deps())
 	if prev := g.proxy.Swap(next); prev != nil {
