@@ -80,7 +80,7 @@ func TestExperimentsAggregateAcrossReplicas(t *testing.T) {
 	sendKeys(t, g1, "one-", 120, want)
 	sendKeys(t, g2, "two-", 80, want)
 	for _, g := range []*testGateway{g1, g2} {
-		eventually(t, 5*time.Second, "each replica's report shows both replicas' requests", func() bool {
+		eventually(t, 10*time.Second, "each replica's report shows both replicas' requests", func() bool {
 			return requestsMatch(experimentsOf(t, g), "cluster", want)
 		})
 	}
@@ -98,7 +98,7 @@ func TestExperimentsAggregateAcrossReplicas(t *testing.T) {
 	if status, out := postJSON(t, g1.admin+"/admin/experiments/exp/outcomes", "["+strings.Join(items, ",")+"]"); status != 200 {
 		t.Fatalf("outcomes: %d %v", status, out)
 	}
-	eventually(t, 5*time.Second, "the other replica's report shows the outcomes", func() bool {
+	eventually(t, 10*time.Second, "the other replica's report shows the outcomes", func() bool {
 		v := experimentsOf(t, g2)
 		if !requestsMatch(v, "cluster", want) || len(v.Experiments[0].Outcomes) != 1 {
 			return false
@@ -128,9 +128,18 @@ func TestExperimentsSurviveRedisOutage(t *testing.T) {
 			both[name] += n
 		}
 	}
-	eventually(t, 5*time.Second, "both replicas' requests in Redis", func() bool {
-		return requestsMatch(experimentsOf(t, g2), "cluster", both)
-	})
+	// Push both replicas' numbers now rather than wait for the pushers:
+	// a report also counts its own process's unpushed numbers, so a report
+	// that adds up could hide numbers still waiting to be pushed, which
+	// would then arrive after the outage on top of the outage's own.
+	for _, g := range []*testGateway{g1, g2} {
+		if err := g.Experiments().Push(t.Context()); err != nil {
+			t.Fatalf("push before the outage: %v", err)
+		}
+	}
+	if v := experimentsOf(t, g2); !requestsMatch(v, "cluster", both) {
+		t.Fatalf("before the outage: %+v, want both replicas' %v", v.Experiments[0].Variants, both)
+	}
 
 	srv.Stop()
 	meanwhile := map[string]int64{}
@@ -148,8 +157,14 @@ func TestExperimentsSurviveRedisOutage(t *testing.T) {
 	back := time.Now()
 	// Within about two seconds: go-redis dials again a second after the
 	// server returns, and the pusher runs once a second.
+	var last clusterView
 	eventually(t, 10*time.Second, "the outage's requests arrive", func() bool {
-		return requestsMatch(experimentsOf(t, g2), "cluster", meanwhile)
+		last = experimentsOf(t, g2)
+		ok := requestsMatch(last, "cluster", meanwhile)
+		if !ok && testing.Verbose() {
+			t.Logf("%v: scope %q note %q variants %+v, want %v", time.Since(back).Round(100*time.Millisecond), last.Experiments[0].Scope, last.Experiments[0].Note, last.Experiments[0].Variants, meanwhile)
+		}
+		return ok
 	})
 	t.Logf("arrived %v after Redis returned", time.Since(back))
 	time.Sleep(2500 * time.Millisecond) // two more pushes each
@@ -179,7 +194,7 @@ func TestReloadMovesExperimentsToTheNewRedis(t *testing.T) {
 	after := map[string]int64{}
 	sendKeys(t, g, "y-", 30, after)
 	// The new Redis gets what was not pushed to the old one.
-	eventually(t, 5*time.Second, "the report reads the second Redis", func() bool {
+	eventually(t, 10*time.Second, "the report reads the second Redis", func() bool {
 		return requestsMatch(experimentsOf(t, g), "cluster", after)
 	})
 
