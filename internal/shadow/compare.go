@@ -1,0 +1,271 @@
+// Package shadow holds what Sluice needs to tell whether a candidate model
+// answers like the primary. This file is the comparison of one pair of
+// answers; mirroring live traffic and the report build on it.
+//
+// A pair is compared field by field. Both JSON bodies are flattened to
+// leaf paths (probabilities.setosa, predictions[3].prediction); numbers
+// match within an absolute or a relative tolerance, everything else must be
+// equal, and paths matching an ignore pattern are skipped. Differing status
+// codes and bodies that are not JSON are outcomes of their own rather than
+// field mismatches, so a report can tell "answers differently" from
+// "failed" and "answered something else".
+package shadow
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Outcome is how a pair compared.
+type Outcome int
+
+// The outcomes of Compare.
+const (
+	Matched        Outcome = iota // every compared field within tolerance
+	Mismatched                    // at least one field differs
+	StatusMismatch                // the status codes differ; bodies not compared
+	NotJSON                       // a body is not JSON and the bodies differ
+)
+
+func (o Outcome) String() string {
+	return [...]string{"matched", "mismatched", "status_mismatch", "not_json"}[o]
+}
+
+// FieldDiff is one leaf that differs. Path is exact (with indexes); Field
+// is Path with indexes dropped (predictions[].prediction), the key that
+// reports aggregate on. Values are JSON text; absent means the field is
+// missing on that side.
+type FieldDiff struct {
+	Path      string `json:"path"`
+	Field     string `json:"field"`
+	Primary   string `json:"primary"`
+	Candidate string `json:"candidate"`
+}
+
+// Result is the comparison of one pair.
+type Result struct {
+	Outcome Outcome
+	// Diffs are the differing leaves, in path order (Mismatched only).
+	Diffs []FieldDiff
+	// LabelPairs counts the label values compared (one per row of a
+	// batch) and LabelAgree those equal; both 0 without a label.
+	LabelPairs, LabelAgree int
+}
+
+// Comparer compares pairs by one route's compare settings. It is
+// immutable and safe for concurrent use.
+type Comparer struct {
+	ignore []string // normalised glob patterns
+	absTol float64
+	relTol float64
+	label  string // normalised label path pattern; "" for none
+}
+
+// absent stands for a field one side does not have.
+const absent = "(absent)"
+
+// NewComparer checks the settings. Ignore patterns are globs over field
+// paths: "*" matches any run of characters, "[*]" or "[]" any array
+// index, and a pattern without "." or "[" also matches a field of that
+// name at any depth (timestamp skips meta.timestamp). label names the
+// field holding the predicted class, the same way.
+func NewComparer(ignore []string, absTol, relTol float64, label string) (*Comparer, error) {
+	if absTol < 0 || relTol < 0 || math.IsNaN(absTol) || math.IsNaN(relTol) {
+		return nil, fmt.Errorf("tolerances must be 0 or more")
+	}
+	c := &Comparer{absTol: absTol, relTol: relTol}
+	for _, p := range ignore {
+		n := normalisePattern(p)
+		if _, err := path.Match(n, ""); err != nil || p == "" {
+			return nil, fmt.Errorf("ignore pattern %q is not a valid glob", p)
+		}
+		c.ignore = append(c.ignore, n)
+	}
+	if label != "" {
+		c.label = normalisePattern(label)
+		if _, err := path.Match(c.label, ""); err != nil {
+			return nil, fmt.Errorf("label %q is not a valid field path", label)
+		}
+	}
+	return c, nil
+}
+
+var indexRE = regexp.MustCompile(`\[(\*|\d*)\]`)
+
+// normalisePattern turns array indexes into "[]" and escapes the brackets
+// for path.Match.
+func normalisePattern(p string) string {
+	return strings.ReplaceAll(indexRE.ReplaceAllString(p, "[]"), "[]", `\[\]`)
+}
+
+// fieldOf drops the indexes of a path: predictions[3].x -> predictions[].x
+func fieldOf(p string) string { return indexRE.ReplaceAllString(p, "[]") }
+
+// matches reports whether the normalised pattern matches a field. A bare
+// name matches the last name of the field, through any trailing array
+// indexes (prediction matches meta.prediction; predictions matches
+// predictions[]).
+func matches(pattern, field string) bool {
+	if ok, _ := path.Match(pattern, field); ok {
+		return true
+	}
+	if strings.ContainsAny(pattern, ".[") {
+		return false
+	}
+	name := field
+	for strings.HasSuffix(name, "[]") {
+		name = name[:len(name)-2]
+	}
+	ok, _ := path.Match(pattern, name[strings.LastIndexAny(name, ".]")+1:])
+	return ok
+}
+
+func (c *Comparer) ignored(field string) bool {
+	for _, p := range c.ignore {
+		if matches(p, field) {
+			return true
+		}
+	}
+	return false
+}
+
+// Compare compares the candidate's answer with the primary's.
+func (c *Comparer) Compare(primaryStatus int, primary []byte, candidateStatus int, candidate []byte) Result {
+	if primaryStatus != candidateStatus {
+		return Result{Outcome: StatusMismatch}
+	}
+	p, errP := flatten(primary)
+	q, errQ := flatten(candidate)
+	if errP != nil || errQ != nil {
+		if bytes.Equal(bytes.TrimSpace(primary), bytes.TrimSpace(candidate)) {
+			return Result{Outcome: Matched}
+		}
+		return Result{Outcome: NotJSON}
+	}
+	var r Result
+	for _, k := range unionPaths(p, q) {
+		field := fieldOf(k)
+		a, inP := p[k]
+		b, inQ := q[k]
+		if c.label != "" && matches(c.label, field) {
+			r.LabelPairs++
+			if inP && inQ && a.equal(b, 0, 0) {
+				r.LabelAgree++
+			}
+		}
+		if c.ignored(field) {
+			continue
+		}
+		if inP && inQ && a.equal(b, c.absTol, c.relTol) {
+			continue
+		}
+		d := FieldDiff{Path: k, Field: field, Primary: absent, Candidate: absent}
+		if inP {
+			d.Primary = a.text
+		}
+		if inQ {
+			d.Candidate = b.text
+		}
+		r.Diffs = append(r.Diffs, d)
+	}
+	if len(r.Diffs) > 0 {
+		r.Outcome = Mismatched
+	}
+	return r
+}
+
+// leaf is one flattened value: a number, or JSON text for the rest.
+type leaf struct {
+	isNum bool
+	num   float64
+	text  string
+}
+
+func (a leaf) equal(b leaf, absTol, relTol float64) bool {
+	if a.isNum && b.isNum {
+		d := math.Abs(a.num - b.num)
+		return a.num == b.num || d <= absTol || d <= relTol*math.Max(math.Abs(a.num), math.Abs(b.num))
+	}
+	return a.isNum == b.isNum && a.text == b.text
+}
+
+// maxLeaves bounds how much of a body is compared: an answer this large is
+// compared on its first maxLeaves leaves.
+const maxLeaves = 10000
+
+// flatten decodes a JSON body into its leaves by path.
+func flatten(body []byte) (map[string]leaf, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("trailing data after the JSON value")
+	}
+	out := map[string]leaf{}
+	walk("", v, out)
+	return out, nil
+}
+
+func walk(p string, v any, out map[string]leaf) {
+	if len(out) >= maxLeaves {
+		return
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		if len(t) == 0 {
+			out[p] = leaf{text: "{}"}
+		}
+		// In key order, so that a body cut at maxLeaves is always cut at
+		// the same leaves.
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if p == "" {
+				walk(k, t[k], out)
+			} else {
+				walk(p+"."+k, t[k], out)
+			}
+		}
+	case []any:
+		if len(t) == 0 {
+			out[p] = leaf{text: "[]"}
+		}
+		for i, child := range t {
+			walk(p+"["+strconv.Itoa(i)+"]", child, out)
+		}
+	case json.Number:
+		f, err := t.Float64()
+		out[p] = leaf{isNum: err == nil, num: f, text: t.String()}
+	default:
+		b, _ := json.Marshal(t)
+		out[p] = leaf{text: string(b)}
+	}
+}
+
+// unionPaths is every path of either side, sorted.
+func unionPaths(a, b map[string]leaf) []string {
+	keys := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, dup := a[k]; !dup {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
