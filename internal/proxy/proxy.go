@@ -116,7 +116,8 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeFailure(ctx, FailBodyTooLarge, id)
 		status = FailBodyTooLarge.Status
 	} else {
-		status = p.forward(ctx, snap, route, v, id, start)
+		status = p.forward(ctx, snap, route, v, id, start, scratch[:0])
+		ctx.Response.Header.Set(headerVariant, v.Name)
 	}
 	elapsed := time.Since(start)
 	v.series.Count(status)
@@ -133,12 +134,11 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
 }
 
 // forward sends the request to one backend of the variant's pool and
-// returns the status the client gets.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time) int {
+// returns the status the client gets. scratch is the caller's buffer.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte) int {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	removeHopByHop(&req.Header)
-	var scratch [128]byte
 	setForwarded(ctx, peerAddr(ctx), snap.trusted, scratch[:0])
 	req.Header.SetBytesV(headerRequestID, id)
 	// The upstream leg is plain HTTP whatever the client spoke; a request
@@ -160,7 +160,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	n := pool.policy.Pick(pool, rand.Uint64())
 	if n < 0 {
 		writeFailure(ctx, FailUnavailable, id)
-		ctx.Response.Header.Set(headerVariant, v.Name)
 		return FailUnavailable.Status
 	}
 	m := pool.Members[n]
@@ -178,7 +177,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	if err != nil {
 		f, _ := upstreamFailure(err)
 		writeFailure(ctx, f, id)
-		ctx.Response.Header.Set(headerVariant, v.Name)
 		if clientClose {
 			ctx.SetConnectionClose()
 		}
@@ -196,7 +194,6 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		ctx.SetConnectionClose()
 	}
 	resp.Header.SetBytesV(headerRequestID, id)
-	resp.Header.Set(headerVariant, v.Name)
 	return status
 }
 
