@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/gateway"
+	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -68,8 +69,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   gateway [run] -config FILE   serve (SIGHUP reloads, SIGTERM/SIGINT drain and exit)
   gateway check -config FILE   validate a config: exit 0, or print every error with its line and exit 1
-  gateway report experiments [-admin URL] [-token T]
-                               print the A/B report of a running gateway as a table
+  gateway report shadow|experiments [-admin URL] [-token T]
+                               print the shadow comparison or the A/B report of a
+                               running gateway as a table
   gateway version              print version, commit and Go version
 `)
 }
@@ -170,10 +172,42 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format must be text or json, got %q", format)
 }
 
+// reports are what `gateway report` can print: where each is read from
+// on the admin API, and how it is turned into a table.
+var reports = map[string]struct {
+	path   string
+	render func(body io.Reader, w io.Writer) error
+}{
+	"experiments": {"/admin/experiments", func(body io.Reader, w io.Writer) error {
+		var out struct {
+			Experiments []experiments.RouteReport `json:"experiments"`
+		}
+		if err := json.NewDecoder(body).Decode(&out); err != nil {
+			return fmt.Errorf("reading the report: %w", err)
+		}
+		return experiments.RenderText(w, out.Experiments)
+	}},
+	"shadow": {"/admin/shadow", func(body io.Reader, w io.Writer) error {
+		var out struct {
+			Shadow []shadow.RouteReport `json:"shadow"`
+		}
+		if err := json.NewDecoder(body).Decode(&out); err != nil {
+			return fmt.Errorf("reading the report: %w", err)
+		}
+		return shadow.RenderText(w, out.Shadow)
+	}},
+}
+
 // report prints a running gateway's report, read from its admin API.
 func report(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "experiments" {
-		fmt.Fprintln(stderr, "usage: gateway report experiments [-admin URL] [-token TOKEN]")
+	const use = "usage: gateway report shadow|experiments [-admin URL] [-token TOKEN]"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, use)
+		return 2
+	}
+	kind, ok := reports[args[0]]
+	if !ok {
+		fmt.Fprintln(stderr, use)
 		return 2
 	}
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
@@ -183,7 +217,7 @@ func report(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	req, err := http.NewRequest("GET", strings.TrimRight(*adminURL, "/")+"/admin/experiments", nil)
+	req, err := http.NewRequest("GET", strings.TrimRight(*adminURL, "/")+kind.path, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "gateway report:", err)
 		return 2
@@ -202,14 +236,7 @@ func report(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gateway report: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
 		return 1
 	}
-	var out struct {
-		Experiments []experiments.RouteReport `json:"experiments"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		fmt.Fprintln(stderr, "gateway report: reading the report:", err)
-		return 1
-	}
-	if err := experiments.RenderText(stdout, out.Experiments); err != nil {
+	if err := kind.render(resp.Body, stdout); err != nil {
 		fmt.Fprintln(stderr, "gateway report:", err)
 		return 1
 	}

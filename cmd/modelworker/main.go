@@ -4,8 +4,15 @@
 //
 //	modelworker [serve] -model FILE -listen ADDR [-latency 5ms] [-jitter 2ms]
 //	            [-fail-rate 0] [-fail-status 500] [-hang-rate 0]
+//	            [-timestamp] [-perturb FIELD=AMOUNT[,FIELD=AMOUNT...]]...
 //	modelworker train -data FILE.csv -kind softmax|mlp -out FILE.json ...
 //	modelworker version
+//
+// -timestamp stamps each prediction answer with the time it was made;
+// -perturb adds uniform noise in [-AMOUNT,+AMOUNT] to an output of each
+// prediction, FIELD being confidence or probabilities.CLASS (the flag
+// repeats). Both are for demos and tests of shadow comparison: they make
+// two answers to the same request differ.
 //
 // SIGTERM or SIGINT drains: the worker stops accepting, answers what is in
 // flight, drops hung requests, and exits 0.
@@ -83,6 +90,9 @@ func serve(args []string, stderr io.Writer) int {
 	fs.Float64Var(&cfg.FailRate, "fail-rate", 0, "fraction of prediction requests answered -fail-status, 0 to 1")
 	fs.IntVar(&cfg.FailStatus, "fail-status", worker.DefaultFailStatus, "HTTP status of the failed requests, 100 to 599")
 	fs.Float64Var(&cfg.HangRate, "hang-rate", 0, "fraction of prediction requests accepted and never answered, 0 to 1")
+	fs.BoolVar(&cfg.Timestamp, "timestamp", false, `add "timestamp" (RFC 3339, UTC) to each prediction answer`)
+	fs.Var(&cfg.Perturb, "perturb", "add uniform noise in [-AMOUNT,+AMOUNT] to an output of each prediction, as `FIELD=AMOUNT`:\n"+
+		"FIELD confidence or probabilities.CLASS, AMOUNT 0 to 1; repeat the flag or separate entries with commas")
 	drain := fs.Duration("drain-timeout", 15*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -117,6 +127,10 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "modelworker: %v\n", err)
 		return 1
 	}
+	if err := cfg.ValidateFor(m); err != nil { // -perturb names the model's classes
+		fmt.Fprintf(stderr, "modelworker: %v\n", err)
+		return 2
+	}
 	w, err := worker.New(m, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "modelworker: %v\n", err)
@@ -137,6 +151,12 @@ func serve(args []string, stderr io.Writer) int {
 	if cfg.Latency > 0 || cfg.Jitter > 0 || cfg.FailRate > 0 || cfg.HangRate > 0 {
 		attrs = append(attrs, slog.Duration("latency", cfg.Latency), slog.Duration("jitter", cfg.Jitter),
 			slog.Float64("fail_rate", cfg.FailRate), slog.Int("fail_status", cfg.FailStatus), slog.Float64("hang_rate", cfg.HangRate))
+	}
+	if cfg.Timestamp {
+		attrs = append(attrs, slog.Bool("timestamp", true))
+	}
+	if len(cfg.Perturb) > 0 {
+		attrs = append(attrs, slog.String("perturb", cfg.Perturb.String()))
 	}
 	log.LogAttrs(context.Background(), slog.LevelInfo, "model worker serving", attrs...)
 

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os/exec"
@@ -36,6 +38,17 @@ func TestServeFlagErrors(t *testing.T) {
 		{"log format", []string{"-model", servedModel, "-log-format", "xml"}, []string{"-log-format must be text or json"}},
 		{"not a duration", []string{"-model", servedModel, "-jitter", "2"}, []string{"invalid value \"2\" for flag -jitter"}},
 		{"stray argument", []string{"-model", servedModel, "extra"}, []string{`unexpected argument "extra"`}},
+		{"perturb malformed", []string{"-model", servedModel, "-perturb", "confidence"},
+			[]string{`invalid value "confidence" for flag -perturb: "confidence" is not FIELD=AMOUNT`}},
+		{"perturb amount not a number", []string{"-model", servedModel, "-perturb", "confidence=1e-7,probabilities.setosa=tiny"},
+			[]string{`the amount "tiny" is not a number`}},
+		{"perturb amounts out of range", []string{"-model", servedModel, "-perturb", "confidence=-0.1", "-perturb", "probabilities.setosa=NaN,probabilities.virginica=Inf"},
+			[]string{`-perturb "confidence": the amount must be a finite number from 0 to 1, got -0.1`, "got NaN", "got +Inf"}},
+		{"perturb unknown class", []string{"-model", servedModel, "-perturb", "confidence=1e-7,probabilities.rose=1e-7"},
+			[]string{`-perturb: unknown field "probabilities.rose" (model "iris" has no class "rose"): ` +
+				"the fields are confidence, probabilities.setosa, probabilities.versicolor, probabilities.virginica"}},
+		{"perturb unknown field", []string{"-model", servedModel, "-perturb", "latency=0.5"},
+			[]string{`unknown field "latency"`, "the fields are confidence, probabilities.setosa"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -197,6 +210,65 @@ func TestBinaryLogsOneLineAndDrainsOnSIGTERM(t *testing.T) {
 	}
 	if n := strings.Count(stderr.String(), "\n"); n != 3 { // start, signal, stopped
 		t.Errorf("%d log lines, want 3 (no per-request logs):\n%s", n, stderr.String())
+	}
+}
+
+// TestBinaryStampsAndPerturbs runs the binary with -timestamp and
+// -perturb in both its repeated and comma-separated forms: the start line
+// shows them, and two answers to the same request differ within the
+// amounts but agree on the prediction.
+func TestBinaryStampsAndPerturbs(t *testing.T) {
+	cmd, addr, stderr := startWorkerBinary(t, "-timestamp", "-perturb", "confidence=1e-3",
+		"-perturb", "probabilities.setosa=1e-3,probabilities.virginica=0.5")
+	for _, want := range []string{"timestamp=true", `perturb="confidence=0.001,probabilities.setosa=0.001,probabilities.virginica=0.5"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("start line lacks %s:\n%s", want, stderr.String())
+		}
+	}
+	type answer struct {
+		Prediction    string             `json:"prediction"`
+		Probabilities map[string]float64 `json:"probabilities"`
+		Confidence    float64            `json:"confidence"`
+		Timestamp     string             `json:"timestamp"`
+		Model         string             `json:"model"`
+		ModelVersion  string             `json:"model_version"`
+	}
+	var answers [2]answer
+	for i := range answers {
+		before := time.Now()
+		resp, err := http.Post("http://"+addr+"/predict", "application/json", strings.NewReader(`{"input":[5.1,3.5,1.4,0.2]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(resp.Body)
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&answers[i])
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("answer %d: %d %v", i, resp.StatusCode, err)
+		}
+		a := answers[i]
+		ts, err := time.Parse(time.RFC3339Nano, a.Timestamp)
+		if err != nil || ts.Location() != time.UTC || ts.Before(before) || ts.After(time.Now()) {
+			t.Errorf("answer %d: timestamp %q (%v)", i, a.Timestamp, err)
+		}
+		// The plain answer of iris-v1 to this row: confidence 0.997.
+		if a.Prediction != "setosa" || math.Abs(a.Confidence-0.997) > 0.002 || math.Abs(a.Probabilities["virginica"]) > 0.5 {
+			t.Errorf("answer %d: %+v", i, a)
+		}
+	}
+	a, b := answers[0], answers[1]
+	if a.Confidence == b.Confidence || a.Probabilities["setosa"] == b.Probabilities["setosa"] || a.Probabilities["virginica"] == b.Probabilities["virginica"] {
+		t.Errorf("two answers agree on a perturbed number: %+v %+v", a, b)
+	}
+	if a.Probabilities["versicolor"] != b.Probabilities["versicolor"] {
+		t.Errorf("versicolor was perturbed: %v %v", a.Probabilities["versicolor"], b.Probabilities["versicolor"])
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM:\n%s", code, stderr.String())
 	}
 }
 

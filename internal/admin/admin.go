@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
 // Gateway is what the admin API reads and drives.
@@ -28,6 +29,8 @@ type Gateway interface {
 	LastError() *LoadError
 	// Experiments is the A/B state of the split routes.
 	Experiments() *experiments.Registry
+	// Shadows is the comparison state of the shadowed routes.
+	Shadows() *shadow.Registry
 }
 
 // LoadError describes a rejected config file.
@@ -74,6 +77,8 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
 	api.HandleFunc("GET /admin/experiments", func(w http.ResponseWriter, r *http.Request) { showExperiments(w, r, g.Experiments()) })
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
+	api.HandleFunc("GET /admin/shadow", func(w http.ResponseWriter, r *http.Request) { showShadow(w, r, g.Shadows()) })
+	api.HandleFunc("POST /admin/shadow/reset", func(w http.ResponseWriter, r *http.Request) { resetShadow(w, r, g.Shadows()) })
 	mux.Handle("/admin/", requireToken(opts.Token, api))
 
 	if opts.Pprof {

@@ -438,6 +438,33 @@ routes:
     pool: p1
   -    #!
 `, `empty route`},
+
+		// Shadow.
+		{"shadow unknown pool", shadowRoute("pool: p9   #!"), `unknown pool "p9"`},
+		{"shadow without pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    pool: p1
+    shadow:   #!
+      percent: 10
+`, `names no pool`},
+		{"shadow percent over 100", shadowRoute("pool: p2\n      percent: 150   #!"), `must be 0 to 100`},
+		{"shadow negative percent", shadowRoute("pool: p2\n      percent: -1   #!"), `must be 0 to 100`},
+		{"shadow max_in_flight 0 after default", shadowRoute("pool: p2\n      max_in_flight: -3   #!"), `must be 1 to 100000`},
+		{"shadow noise unknown pool", shadowRoute("pool: p2\n      noise: {pool: p9, percent: 5}   #!"), `unknown pool "p9"`},
+		{"shadow noise is the shadow pool", shadowRoute("pool: p2\n      noise: {pool: p2, percent: 5}   #!"), `is the shadow pool itself`},
+		{"shadow negative tolerance", shadowRoute("pool: p2\n      compare: {abs_tolerance: -1e-6}   #!"), `finite number, 0 or more`},
+		{"shadow infinite tolerance", shadowRoute("pool: p2\n      compare: {rel_tolerance: .inf}   #!"), `finite number, 0 or more`},
+		{"shadow bad ignore glob", shadowRoute("pool: p2\n      compare: {ignore: [\"meta[\"]}   #!"), `not a valid glob`},
+		{"shadow record without file", shadowRoute("pool: p2\n      record: {max_bytes: 1MiB}   #!"), `names no file`},
+		{"shadow record in a missing directory", shadowRoute("pool: p2\n      record: {file: /nonexistent-dir/diffs.jsonl}   #!"), `does not exist`},
+		{"shadow record too small", shadowRoute("pool: p2\n      record: {file: diffs.jsonl, max_bytes: 100}   #!"), `at least 1KiB`},
+		{"shadow record rate", shadowRoute("pool: p2\n      record: {file: diffs.jsonl, per_second: -1}   #!"), `above 0`},
+		{"two routes record one file", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - {name: r1, pool: p1, shadow: {pool: p2, record: {file: d.jsonl}}}
+  - {name: r2, pool: p1, shadow: {pool: p2, record: {file: ./d.jsonl}}}   #!
+`, `already recorded to by route "r1"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -538,6 +565,19 @@ routes:
     pool: iris-v1
     timeout: 1s
     max_body: 256KiB
+    shadow:
+      pool: iris-v2
+      percent: 25
+      max_body: 64KiB
+      max_in_flight: 16
+      timeout: 2s
+      noise: {pool: iris-v1, percent: 5}
+      compare:
+        ignore: [timestamp, "meta.*"]
+        abs_tolerance: 1e-6
+        rel_tolerance: 1e-3
+        label: prediction
+      record: {file: ` + filepath.Join(dir, "diffs.jsonl") + `, max_bytes: 1MiB, per_second: 2.5}
   - name: catch-all
     pool: iris-v2
 `
@@ -579,6 +619,15 @@ routes:
 				Pool:        "iris-v1",
 				Timeout:     Duration(time.Second),
 				MaxBody:     256 << 10,
+				Shadow: &Shadow{
+					Pool: "iris-v2", Percent: 25, MaxBody: 64 << 10, MaxInFlight: 16, Timeout: Duration(2 * time.Second),
+					Noise: &ShadowNoise{Pool: "iris-v1", Percent: 5},
+					Compare: ShadowCompare{
+						Ignore:       []string{"timestamp", "meta.*"},
+						AbsTolerance: 1e-6, RelTolerance: 1e-3, Label: "prediction",
+					},
+					Record: &ShadowRecord{File: filepath.Join(dir, "diffs.jsonl"), MaxBytes: 1 << 20, PerSecond: 2.5},
+				},
 			},
 			{Name: "catch-all", Pool: "iris-v2", MaxBody: 2 << 20},
 		},
@@ -756,6 +805,35 @@ func TestParseKeySource(t *testing.T) {
 		if _, err := ParseKeySource(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// shadowRoute is a config with one route whose shadow block holds body, on
+// the line of the route's "shadow:" key plus one.
+func shadowRoute(body string) string {
+	return `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102], timeout: 3s}}
+routes:
+  - name: r1
+    pool: p1
+    shadow:
+      ` + body + "\n"
+}
+
+func TestShadowDefaults(t *testing.T) {
+	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102], timeout: 3s}}
+routes:
+  - name: r1
+    pool: p1
+    max_body: 4KiB
+    shadow: {pool: p2, percent: 12.5, record: {file: diffs.jsonl}}
+`)
+	sh := cfg.Routes[0].Shadow
+	if sh.MaxBody != 4<<10 || sh.MaxInFlight != DefaultShadowMaxInFlight || sh.Timeout.D() != 3*time.Second || sh.Percent != 12.5 {
+		t.Errorf("shadow defaults: max_body %d, max_in_flight %d, timeout %v (want the route's max_body, %d, the pool's 3s)",
+			sh.MaxBody, sh.MaxInFlight, sh.Timeout.D(), DefaultShadowMaxInFlight)
+	}
+	if r := sh.Record; r.MaxBytes != DefaultShadowRecordMaxBytes || r.PerSecond != DefaultShadowRecordPerSecond {
+		t.Errorf("record defaults: %+v", r)
 	}
 }
 

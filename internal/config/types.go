@@ -180,6 +180,80 @@ type Route struct {
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 	// MaxBody is the request body limit; more gets 413. Zero: server.max_body.
 	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+	// Shadow mirrors a sample of the route's requests to a candidate pool
+	// and compares its answers with the primary's. Zero: no mirroring.
+	Shadow *Shadow `yaml:"shadow" json:"shadow,omitempty"`
+}
+
+// Shadow mirrors a share of a route's traffic to a candidate pool after the
+// primary has answered, compares the two answers, and throws the
+// candidate's away. The client never waits for it.
+type Shadow struct {
+	// Pool is the candidate that receives the copies. Required.
+	Pool string `yaml:"pool" json:"pool"`
+	// Percent of the route's requests mirrored, 0 to 100 (0.01 steps). On a
+	// route with a sticky key, chosen by the key's hash, so the same users
+	// are always mirrored; otherwise exactly that share of each run of
+	// requests. Zero: nothing is mirrored (the report is kept).
+	Percent float64 `yaml:"percent" json:"percent"`
+	// MaxBody: requests with a larger body are not mirrored (counted as
+	// skipped_body), and primary answers larger than this are not compared.
+	// Zero: the route's max_body.
+	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
+	// MaxInFlight caps the mirrors outstanding for the route; beyond it a
+	// mirror is dropped (counted), never queued. Default 64.
+	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight"`
+	// Timeout bounds one mirror; it is never retried. Zero: the shadow
+	// pool's timeout.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Noise, when set, also sends a share of requests to a second copy of
+	// the primary model, to learn which fields differ on their own.
+	Noise *ShadowNoise `yaml:"noise" json:"noise,omitempty"`
+	// Compare says how two answers are compared.
+	Compare ShadowCompare `yaml:"compare" json:"compare"`
+	// Record, when set, appends sampled mismatching pairs to a file.
+	Record *ShadowRecord `yaml:"record" json:"record,omitempty"`
+}
+
+// ShadowNoise is the noise floor's source: a pool serving the same model as
+// the primary. When the pool is one of the route's own variants, only the
+// requests that variant answers are sampled, so a split's other arm is
+// never taken for noise.
+type ShadowNoise struct {
+	// Pool is the second copy of the primary. Required.
+	Pool string `yaml:"pool" json:"pool"`
+	// Percent of the route's requests also sent to Pool, 0 to 100. Zero:
+	// none.
+	Percent float64 `yaml:"percent" json:"percent"`
+}
+
+// ShadowCompare holds the comparison settings of a shadowed route.
+type ShadowCompare struct {
+	// Ignore are field path globs left out of the comparison: "*" matches
+	// any run of characters, "[*]" any index, and a bare name matches that
+	// field at any depth (timestamp skips meta.timestamp).
+	Ignore []string `yaml:"ignore" json:"ignore,omitempty"`
+	// AbsTolerance and RelTolerance: two numbers match when they differ by
+	// at most AbsTolerance, or by at most RelTolerance of the larger
+	// magnitude. Zero: exact.
+	AbsTolerance float64 `yaml:"abs_tolerance" json:"abs_tolerance"`
+	RelTolerance float64 `yaml:"rel_tolerance" json:"rel_tolerance"`
+	// Label is the field holding the predicted class; the report gives
+	// the rate at which both sides agree on it. Zero: no label.
+	Label string `yaml:"label" json:"label,omitempty"`
+}
+
+// ShadowRecord appends sampled mismatching pairs (request, both answers,
+// latencies) as JSON lines, for offline study.
+type ShadowRecord struct {
+	// File is the JSON-lines file; its directory must exist. When it
+	// would pass half of MaxBytes it becomes FILE.1 and a new one starts.
+	// Required; unique across routes.
+	File string `yaml:"file" json:"file"`
+	// MaxBytes bounds FILE and FILE.1 together. Default 64MiB.
+	MaxBytes ByteSize `yaml:"max_bytes" json:"max_bytes"`
+	// PerSecond caps the pairs written per second. Default 10.
+	PerSecond float64 `yaml:"per_second" json:"per_second"`
 }
 
 // Split shares a route between variants in proportion to their weights.
@@ -257,6 +331,10 @@ const (
 	// MaxRedisTimeout bounds redis.timeout: the admin report and the
 	// final push at shutdown wait this long at most per round trip.
 	MaxRedisTimeout = 10 * time.Second
+
+	DefaultShadowMaxInFlight     = 64
+	DefaultShadowRecordMaxBytes  = 64 << 20
+	DefaultShadowRecordPerSecond = 10
 )
 
 // Balance policies a pool may name.

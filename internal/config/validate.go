@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -12,6 +14,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
 func applyDefaults(c *Config) {
@@ -52,6 +56,17 @@ func applyDefaults(c *Config) {
 		setDefault(&r.MaxBody, s.MaxBody)
 		if r.Split != nil {
 			setDefault(&r.Split.Salt, r.Name)
+		}
+		if sh := r.Shadow; sh != nil {
+			setDefault(&sh.MaxBody, r.MaxBody)
+			setDefault(&sh.MaxInFlight, DefaultShadowMaxInFlight)
+			if p := c.Pools[sh.Pool]; p != nil {
+				setDefault(&sh.Timeout, p.Timeout)
+			}
+			if rec := sh.Record; rec != nil {
+				setDefault(&rec.MaxBytes, DefaultShadowRecordMaxBytes)
+				setDefault(&rec.PerSecond, DefaultShadowRecordPerSecond)
+			}
 		}
 		for i, m := range r.Match.Methods {
 			r.Match.Methods[i] = strings.ToUpper(m)
@@ -270,6 +285,7 @@ func validateRoutes(ck *checker, c *Config) {
 		ck.add(at("routes"), "at least one route is required")
 	}
 	names := map[string]int{}
+	recordFiles := map[string]string{}
 	for i, r := range c.Routes {
 		path := func(rest ...any) []any { return append(at("routes", i), rest...) }
 		if r == nil {
@@ -286,6 +302,9 @@ func validateRoutes(ck *checker, c *Config) {
 		}
 		names[r.Name] = i
 		validateTarget(ck, c, r, path)
+		if r.Shadow != nil {
+			validateShadow(ck, c, r, path, recordFiles)
+		}
 		m := r.Match
 		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 			ck.add(path("match", "path_prefix"), "%q must start with /", m.PathPrefix)
@@ -323,13 +342,7 @@ func validateTarget(ck *checker, c *Config, r *Route, path func(...any) []any) {
 		ck.add(path(), "route %q needs exactly one of pool, split and blue_green (has %d)", r.Name, set)
 		return
 	}
-	pool := func(p []any, name string) {
-		if name == "" {
-			ck.add(p, "names no pool")
-		} else if _, ok := c.Pools[name]; !ok {
-			ck.add(p, "unknown pool %q (defined: %s)", name, strings.Join(sortedKeys(c.Pools), ", "))
-		}
-	}
+	pool := poolRef(ck, c)
 	switch {
 	case r.Pool != "":
 		pool(path("pool"), r.Pool)
@@ -377,6 +390,80 @@ func validateSplit(ck *checker, sp *Split, path func(...any) []any, pool func([]
 		}
 		if _, err := ParseKeySource(f.value); err != nil {
 			ck.add(path("split", f.key), "%v", err)
+		}
+	}
+}
+
+// poolRef returns a check that a field names a defined pool.
+func poolRef(ck *checker, c *Config) func(p []any, name string) {
+	return func(p []any, name string) {
+		if name == "" {
+			ck.add(p, "names no pool")
+		} else if _, ok := c.Pools[name]; !ok {
+			ck.add(p, "unknown pool %q (defined: %s)", name, strings.Join(sortedKeys(c.Pools), ", "))
+		}
+	}
+}
+
+// validateShadow checks a route's shadow block. recordFiles maps record
+// files already named to their route, so that two routes never write one.
+func validateShadow(ck *checker, c *Config, r *Route, path func(...any) []any, recordFiles map[string]string) {
+	sh := r.Shadow
+	sp := func(rest ...any) []any { return path(append([]any{"shadow"}, rest...)...) }
+	pool := poolRef(ck, c)
+	percent := func(p []any, v float64) {
+		if !(v >= 0 && v <= 100) {
+			ck.add(p, "must be 0 to 100, got %v", v)
+		}
+	}
+	pool(sp("pool"), sh.Pool)
+	percent(sp("percent"), sh.Percent)
+	if sh.MaxBody < 0 {
+		ck.add(sp("max_body"), "must not be negative")
+	}
+	if sh.MaxInFlight < 1 || sh.MaxInFlight > 100000 {
+		ck.add(sp("max_in_flight"), "must be 1 to 100000, got %d", sh.MaxInFlight)
+	}
+	if sh.Timeout < 0 {
+		ck.add(sp("timeout"), "must not be negative")
+	}
+	if n := sh.Noise; n != nil {
+		pool(sp("noise", "pool"), n.Pool)
+		percent(sp("noise", "percent"), n.Percent)
+		if n.Pool != "" && n.Pool == sh.Pool {
+			ck.add(sp("noise", "pool"), "is the shadow pool itself; the noise pool must serve the primary's model")
+		}
+	}
+	cmp := sh.Compare
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"abs_tolerance", cmp.AbsTolerance}, {"rel_tolerance", cmp.RelTolerance}} {
+		if !(f.v >= 0) || math.IsInf(f.v, 0) {
+			ck.add(sp("compare", f.key), "must be a finite number, 0 or more, got %v", f.v)
+		}
+	}
+	// The tolerances are checked above; this checks the patterns.
+	if _, err := shadow.NewComparer(cmp.Ignore, 0, 0, cmp.Label); err != nil {
+		ck.add(sp("compare"), "%v", err)
+	}
+	if rec := sh.Record; rec != nil {
+		switch prev, dup := recordFiles[filepath.Clean(rec.File)]; {
+		case rec.File == "":
+			ck.add(sp("record", "file"), "names no file")
+		case dup:
+			ck.add(sp("record", "file"), "%s is already recorded to by route %q", rec.File, prev)
+		default:
+			recordFiles[filepath.Clean(rec.File)] = r.Name
+			if st, err := os.Stat(filepath.Dir(rec.File)); err != nil || !st.IsDir() {
+				ck.add(sp("record", "file"), "directory of %s does not exist", rec.File)
+			}
+		}
+		if rec.MaxBytes < 1<<10 {
+			ck.add(sp("record", "max_bytes"), "must be at least 1KiB, got %d bytes", rec.MaxBytes)
+		}
+		if !(rec.PerSecond > 0) || math.IsInf(rec.PerSecond, 0) {
+			ck.add(sp("record", "per_second"), "must be above 0, got %v", rec.PerSecond)
 		}
 	}
 }

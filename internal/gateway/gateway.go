@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/spawn"
 )
 
@@ -42,6 +43,7 @@ type Gateway struct {
 	proxy    *proxy.Proxy
 	workers  *spawn.Supervisor
 	exps     *experiments.Registry
+	shadows  *shadow.Registry
 	initial  *config.Loaded
 	// membership is signalled when a spawned pool's replicas change, so
 	// the snapshot is compiled again with the new addresses.
@@ -74,12 +76,16 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := openableRecords(loaded.Config); err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		path:       path,
 		log:        log,
 		metrics:    metrics.New(),
 		registry:   backend.NewRegistry(),
 		exps:       experiments.NewRegistry(),
+		shadows:    shadow.NewRegistry(),
 		initial:    loaded,
 		membership: make(chan struct{}, 1),
 		serveErr:   make(chan error, 2),
@@ -195,6 +201,18 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("drain: %w", err)
 	}
+	// Mirrors still comparing hold the snapshot; let them finish within
+	// the same drain time, so their pairs are counted and recorded.
+	snap := g.proxy.Snapshot()
+	snap.Retire()
+	select {
+	case <-snap.Idle():
+	case <-ctx.Done():
+		g.log.Warn("shadow mirrors still running at the end of the drain")
+	}
+	if cerr := g.shadows.Close(); cerr != nil {
+		g.log.Error("closing shadow record files", "err", cerr)
+	}
 	// Workers stop after the clients are drained: nothing runs on them now.
 	workersCtx, workersCancel := context.WithTimeout(context.Background(), g.maxStopTimeout()+5*time.Second)
 	defer workersCancel()
@@ -253,9 +271,29 @@ func equalRedis(a, b *config.Redis) bool {
 // Experiments is the A/B state of the split routes.
 func (g *Gateway) Experiments() *experiments.Registry { return g.exps }
 
+// Shadows is the comparison state of the shadowed routes.
+func (g *Gateway) Shadows() *shadow.Registry { return g.shadows }
+
+// openableRecords checks that every shadow record file can be opened for
+// appending, so that a config naming one that cannot is refused whole
+// instead of serving without its record.
+func openableRecords(cfg *config.Config) error {
+	for _, r := range cfg.Routes {
+		if r.Shadow == nil || r.Shadow.Record == nil {
+			continue
+		}
+		f, err := os.OpenFile(r.Shadow.Record.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return fmt.Errorf("routes %s: shadow.record.file: %w", r.Name, err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
 // deps are the long-lived parts a snapshot is compiled against.
 func (g *Gateway) deps() proxy.Deps {
-	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps}
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows}
 }
 
 // maxStopTimeout is the longest stop_timeout of any spawned pool.

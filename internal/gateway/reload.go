@@ -47,6 +47,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 			"%s changed: listener settings are bound at start, restart the gateway to change them (nothing was applied)",
 			strings.Join(changed, ", ")))
 	}
+	if err := openableRecords(cfg); err != nil {
+		return current.Generation, g.reject(trigger, sum, err)
+	}
 	g.apply(&config.Loaded{Config: cfg, Source: data, SHA256: sum})
 	g.log.Info("config applied", "trigger", trigger, "generation", g.generation, "sha256", sum[:12])
 	return g.generation, nil

@@ -45,11 +45,18 @@ type Metrics struct {
 	generation       prometheus.Gauge
 	lastReloadOK     prometheus.Gauge
 	spawnRestarts    *prometheus.CounterVec
+	shadowRequests   *prometheus.CounterVec
+	shadowDelta      *prometheus.HistogramVec
+	shadowFields     *prometheus.CounterVec
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
 // a model answer tens of milliseconds, a stuck one seconds.
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Latency delta buckets, shadow minus primary on the same request: either
+// may be the faster, so they mirror around zero.
+var deltaBuckets = []float64{-1, -.25, -.1, -.05, -.025, -.01, -.005, -.001, 0, .001, .005, .01, .025, .05, .1, .25, 1}
 
 // New registers every collector.
 func New() *Metrics {
@@ -84,9 +91,19 @@ func New() *Metrics {
 		spawnRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_spawned_worker_restarts_total", Help: "Restarts of worker processes the gateway runs, by pool.",
 		}, []string{"pool"}),
+		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_shadow_requests_total", Help: "Mirrored requests, by route and outcome (compared, failed or never sent).",
+		}, []string{"route", "outcome"}),
+		shadowDelta: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_shadow_latency_delta_seconds", Help: "Shadow latency minus primary latency on the same request, by route.",
+			Buckets: deltaBuckets,
+		}, []string{"route"}),
+		shadowFields: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_shadow_field_mismatch_total", Help: "Compared pairs in which a field differed, by route and field.",
+		}, []string{"route", "field"}),
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -169,4 +186,31 @@ func (s *UpstreamSeries) Count(outcome string) {
 			return
 		}
 	}
+}
+
+// ShadowSeries is the series of one shadowed route.
+type ShadowSeries struct {
+	route    string
+	m        *Metrics
+	Delta    prometheus.Observer
+	outcomes map[string]prometheus.Counter
+}
+
+// Shadow resolves the series of a shadowed route, creating one per
+// outcome so that every rate() works from the start.
+func (m *Metrics) Shadow(route string, outcomes []string) *ShadowSeries {
+	s := &ShadowSeries{route: route, m: m, Delta: m.shadowDelta.WithLabelValues(route), outcomes: map[string]prometheus.Counter{}}
+	for _, o := range outcomes {
+		s.outcomes[o] = m.shadowRequests.WithLabelValues(route, o)
+	}
+	return s
+}
+
+// Count adds one mirror with this outcome, one of those given to Shadow.
+func (s *ShadowSeries) Count(outcome string) { s.outcomes[outcome].Inc() }
+
+// FieldMismatch counts a pair in which field differed. The caller bounds
+// the number of distinct fields.
+func (s *ShadowSeries) FieldMismatch(field string) {
+	s.m.shadowFields.WithLabelValues(s.route, field).Inc()
 }

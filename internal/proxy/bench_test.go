@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
@@ -42,6 +43,7 @@ routes:
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
+		Shadows: shadow.NewRegistry(),
 	}))
 	return p
 }

@@ -116,7 +116,11 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		writeFailure(ctx, FailBodyTooLarge, id)
 		status = FailBodyTooLarge.Status
 	} else {
-		status = p.forward(ctx, snap, route, v, id, start, scratch[:0])
+		var plan mirrorPlan
+		if route.mirror != nil {
+			plan = route.mirror.plan(ctx, v.index, snap.trusted, scratch[:0])
+		}
+		status = p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
 		ctx.Response.Header.Set(headerVariant, v.Name)
 	}
 	elapsed := time.Since(start)
@@ -135,7 +139,9 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
 
 // forward sends the request to one backend of the variant's pool and
 // returns the status the client gets. scratch is the caller's buffer.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte) int {
+// When the plan holds mirror copies, they are filled from the rewritten
+// request and sent once the primary has answered.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte, plan *mirrorPlan) int {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	removeHopByHop(&req.Header)
@@ -157,12 +163,17 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 			deadline = d
 		}
 	}
+	if plan.active() {
+		plan.copyFrom(req)
+	}
 	n := pool.policy.Pick(pool, rand.Uint64())
 	if n < 0 {
+		plan.cancel()
 		writeFailure(ctx, FailUnavailable, id)
 		return FailUnavailable.Status
 	}
 	m := pool.Members[n]
+	sent := time.Now()
 	err := p.attempt(ctx, route, m, deadline, id)
 	// A refused connection means the request never left the gateway: a
 	// worker that just died, or one not listening yet. Any other backend
@@ -171,10 +182,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	// backend are a policy of their own, with a budget.)
 	if err != nil && refused(err) {
 		if other := pool.another(n); other != nil {
+			sent = time.Now()
 			err = p.attempt(ctx, route, other, deadline, id)
 		}
 	}
+	if err == nil && plan.active() {
+		err = p.mirrorAfter(ctx, snap, plan, sent, id)
+	}
 	if err != nil {
+		plan.cancel()
 		f, _ := upstreamFailure(err)
 		writeFailure(ctx, f, id)
 		if clientClose {
@@ -197,22 +213,46 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	return status
 }
 
-// attempt sends the request to one backend and accounts for it: the
-// backend's counters, the upstream metrics, and a log line on failure.
+// attempt sends the client's request to one backend, with a log line on
+// failure.
 func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadline time.Time, id []byte) error {
+	err := m.do(&ctx.Request, &ctx.Response, deadline)
+	if err != nil {
+		_, outcome := upstreamFailure(err)
+		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
+			"outcome", outcome, "request_id", string(id), "err", err)
+	}
+	return err
+}
+
+// mirrorAfter captures the primary's answer and dispatches the planned
+// copies. An answer that cannot be compared cancels them; one whose body
+// broke while being read is the primary's failure.
+func (p *Proxy) mirrorAfter(ctx *fasthttp.RequestCtx, snap *Snapshot, plan *mirrorPlan, sent time.Time, id []byte) error {
+	body, ok, err := plan.capture(&ctx.Response)
+	if !ok {
+		plan.cancel()
+		return err
+	}
+	plan.primary = time.Since(sent)
+	p.dispatch(plan, snap, ctx.Response.StatusCode(), body, id)
+	return nil
+}
+
+// do sends one request to the member and accounts for it: the backend's
+// counters and the upstream metrics.
+func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
 	m.Begin()
 	start := time.Now()
-	err := m.client.DoDeadline(&ctx.Request, &ctx.Response, deadline)
+	err := m.client.DoDeadline(req, resp, deadline)
 	m.series.Duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		_, outcome := upstreamFailure(err)
 		m.End(true)
 		m.series.Count(outcome)
-		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
-			"outcome", outcome, "request_id", string(id), "err", err)
 		return err
 	}
-	status := ctx.Response.StatusCode()
+	status := resp.StatusCode()
 	m.End(status >= 500)
 	if status >= 500 {
 		m.series.Count(metrics.OutcomeHTTP5xx)

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/routing"
+	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
 // Snapshot is one config compiled for serving. It is immutable once built:
@@ -51,6 +52,7 @@ type Route struct {
 	timeout     time.Duration
 	maxBody     int
 	inFlight    prometheus.Gauge
+	mirror      *mirror // nil unless the route has a shadow
 	// Experiment is the split route's experiment; nil for other routes.
 	Experiment *experiments.Experiment
 }
@@ -82,6 +84,7 @@ func (s *Snapshot) Route(name string) *Route {
 type Variant struct {
 	Name   string
 	Pool   *Pool
+	index  int // in the route's Variants
 	series *metrics.RouteSeries
 	exp    *experiments.Variant // nil unless the route is a split
 }
@@ -156,6 +159,7 @@ type Deps struct {
 	Metrics     *metrics.Metrics
 	Members     Members
 	Experiments *experiments.Registry
+	Shadows     *shadow.Registry
 }
 
 // Compile builds a snapshot from a validated config, leasing its backends
@@ -190,7 +194,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		p.policy, _ = routing.NewPolicy(pc.Balance, weights)
 		s.Pools[name] = p
 	}
-	splits := map[string]bool{}
+	splits, shadowed := map[string]bool{}, map[string]bool{}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
 		s.matchers = append(s.matchers, routing.NewMatcher(match.PathPrefix, match.Methods, match.Host, match.Headers))
@@ -217,9 +221,16 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		default:
 			r.Variants = []*Variant{variant(rc.Pool, rc.Pool)}
 		}
+		for i, v := range r.Variants {
+			v.index = i
+		}
+		if r.mirror = compileMirror(rc, r, s, deps); r.mirror != nil {
+			shadowed[rc.Name] = true
+		}
 		s.Routes = append(s.Routes, r)
 	}
 	deps.Experiments.Retain(splits)
+	deps.Shadows.Retain(shadowed)
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)

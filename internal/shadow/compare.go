@@ -1,6 +1,7 @@
 // Package shadow holds what Sluice needs to tell whether a candidate model
 // answers like the primary. This file is the comparison of one pair of
-// answers; mirroring live traffic and the report build on it.
+// answers; the report state (stats.go, report.go, render.go) and the
+// recorder of mismatching pairs (record.go) build on it.
 //
 // A pair is compared field by field. Both JSON bodies are flattened to
 // leaf paths (probabilities.setosa, predictions[3].prediction); numbers
@@ -9,6 +10,25 @@
 // codes and bodies that are not JSON are outcomes of their own rather than
 // field mismatches, so a report can tell "answers differently" from
 // "failed" and "answered something else".
+//
+// # Noise
+//
+// Some fields differ between two runs of the very same model (a sampled
+// token, a float summed in another order). With a noise pool, a share of
+// requests is also sent to a second copy of the primary, and those pairs
+// measure, per field, how often the primary disagrees with itself. For a
+// field with candidate mismatch rate p1 = m1/n1 (n1 = compared pairs) and
+// noise rate p0 = m0/n0 (n0 = noise pairs), the verdict is:
+//
+//   - without noise pairs (n0 = 0): "difference" when m1 > 0; the noise
+//     rate is unknown (null in the report);
+//   - otherwise "difference" only when
+//     p1 - p0 > max(0.01, 3·sqrt(p0(1-p0)/n0 + p1(1-p1)/n1)),
+//     that is by at least one percentage point and by three standard
+//     errors of the difference; else "noise" when the noise copy also
+//     mismatched the field (m0 > 0), else "below_margin".
+//
+// The rule is NoiseRule, and is repeated in every report.
 package shadow
 
 import (
@@ -26,16 +46,49 @@ import (
 // Outcome is how a pair compared.
 type Outcome int
 
-// The outcomes of Compare.
+// The outcomes of Compare come first; the rest are what else can become of
+// a mirrored request (see Route.Pair and Route.Count). Their String names are
+// Prometheus label values.
 const (
 	Matched        Outcome = iota // every compared field within tolerance
 	Mismatched                    // at least one field differs
 	StatusMismatch                // the status codes differ; bodies not compared
 	NotJSON                       // a body is not JSON and the bodies differ
+	Shadow5xx                     // the shadow answered >= 500 while the primary answered < 500
+	Timeout                       // the shadow did not answer within its timeout
+	Error                         // connect error, no backend, or an unreadable or oversized shadow answer
+	Dropped                       // the in-flight cap was reached: the mirror was never sent
+	SkippedBody                   // the request body was over the shadow max_body: not mirrored
+	SkippedPrimary                // the primary's answer cannot be compared (the gateway failed the request, no Content-Length, over max_body)
+
+	numOutcomes = iota
 )
 
+var outcomeNames = [numOutcomes]string{
+	"matched", "mismatched", "status_mismatch", "not_json",
+	"shadow_5xx", "timeout", "error", "dropped", "skipped_body", "skipped_primary",
+}
+
 func (o Outcome) String() string {
-	return [...]string{"matched", "mismatched", "status_mismatch", "not_json"}[o]
+	if o < 0 || o >= numOutcomes {
+		return "outcome(" + strconv.Itoa(int(o)) + ")"
+	}
+	return outcomeNames[o]
+}
+
+// Outcomes lists every outcome in order, for pre-creating metric series.
+func Outcomes() []Outcome {
+	all := make([]Outcome, numOutcomes)
+	for i := range all {
+		all[i] = Outcome(i)
+	}
+	return all
+}
+
+// OutcomeNames lists every outcome's String name in order: the label
+// values of a per-outcome metric.
+func OutcomeNames() []string {
+	return append([]string(nil), outcomeNames[:]...)
 }
 
 // FieldDiff is one leaf that differs. Path is exact (with indexes); Field

@@ -80,6 +80,18 @@
 // server and held, unanswered, until the client closes it or the server
 // shuts down).
 //
+// Two more options make answers differ between two identical requests,
+// for demos and tests of shadow comparison. Timestamp adds the time the
+// answer was made, RFC 3339 with nanoseconds in UTC, to each successful
+// answer: "timestamp" before "model" in /predict answers, and
+// "parameters":{"timestamp":...} in infer answers. Perturb adds uniform
+// noise in [-Amount,+Amount] to "confidence" (every row's confidence,
+// the confidences tensor) or "probabilities.CLASS" (every row's
+// probability of that class, in the map and the probabilities tensor),
+// after the prediction is made: the predicted class never changes, and
+// the numbers are not clamped or renormalised. Both are off by default,
+// and then the answers are byte for byte as without them.
+//
 // # Metrics
 //
 // model_requests_total{model,version,status} counts prediction requests by

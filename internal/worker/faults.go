@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,11 +23,19 @@ const (
 // faults decides, per prediction request, whether it hangs, fails or is
 // answered, and how long it waits first. One uniform draw decides the
 // outcome, so HangRate and FailRate are exact fractions of all requests
-// (which is why their sum may not pass 1).
+// (which is why their sum may not pass 1). It also adds the -perturb
+// noise to the answers (perturb.go).
 type faults struct {
 	latency, jitter    time.Duration
 	hangRate, failRate float64
 	random             func() float64 // uniform in [0,1); math/rand/v2 unless a test sets it
+
+	// perturbing says whether -perturb adds any noise; confNoise is the
+	// most added to each confidence, classNoise the most added to each
+	// probability, by class index (nil when no class is perturbed).
+	perturbing bool
+	confNoise  float64
+	classNoise []float64
 }
 
 func (f *faults) decide() fault {
@@ -51,8 +61,28 @@ func (f *faults) delay() time.Duration {
 	return max(d, 0)
 }
 
-func newFaults(cfg Config) *faults {
-	return &faults{latency: cfg.Latency, jitter: cfg.Jitter, hangRate: cfg.HangRate, failRate: cfg.FailRate, random: rand.Float64}
+// newFaults builds the fault injector of a model of these classes. A
+// -perturb field that names none of them is ignored: ValidateFor rejects
+// it first.
+func newFaults(cfg Config, classes []string) *faults {
+	f := &faults{latency: cfg.Latency, jitter: cfg.Jitter, hangRate: cfg.HangRate, failRate: cfg.FailRate, random: rand.Float64}
+	for _, p := range cfg.Perturb {
+		if p.Amount <= 0 {
+			continue
+		}
+		if p.Field == perturbConfidence {
+			f.confNoise = p.Amount
+		} else if class, ok := strings.CutPrefix(p.Field, perturbClass); ok {
+			if i := slices.Index(classes, class); i >= 0 {
+				if f.classNoise == nil {
+					f.classNoise = make([]float64, len(classes))
+				}
+				f.classNoise[i] = p.Amount
+			}
+		}
+	}
+	f.perturbing = f.confNoise > 0 || f.classNoise != nil
+	return f
 }
 
 // validateFaults returns every problem with the fault settings at once.
@@ -76,6 +106,18 @@ func (c Config) validateFaults() error {
 	}
 	if c.Jitter < 0 {
 		errs = append(errs, fmt.Errorf("-jitter must not be negative, got %v", c.Jitter))
+	}
+	// The fields name the model's classes: ValidateFor checks them.
+	seen := make(map[string]int, len(c.Perturb))
+	for _, p := range c.Perturb {
+		// Noise past 1 would not be "slightly different" for a
+		// probability, and could overflow an FP32 output to infinity.
+		if !(p.Amount >= 0 && p.Amount <= 1) { // NaN fails both
+			errs = append(errs, fmt.Errorf("-perturb %s: the amount must be a finite number from 0 to 1, got %v", quoteShort(p.Field), p.Amount))
+		}
+		if seen[p.Field]++; seen[p.Field] == 2 {
+			errs = append(errs, fmt.Errorf("-perturb names %s more than once: give each field once", quoteShort(p.Field)))
+		}
 	}
 	return errors.Join(errs...)
 }

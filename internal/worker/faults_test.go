@@ -23,7 +23,14 @@ func TestConfigValidateNamesEveryProblem(t *testing.T) {
 		want []string // substrings; none means valid
 	}{
 		{"zero", Config{}, nil},
-		{"all set", Config{Latency: time.Millisecond, Jitter: time.Second, FailRate: 0.5, FailStatus: 503, HangRate: 0.5}, nil},
+		{"all set", Config{Latency: time.Millisecond, Jitter: time.Second, FailRate: 0.5, FailStatus: 503, HangRate: 0.5,
+			Timestamp: true, Perturb: Perturbations{{"confidence", 1}, {"probabilities.setosa", 0}}}, nil},
+		{"perturb amounts", Config{Perturb: Perturbations{{"confidence", -1}, {"probabilities.setosa", math.NaN()},
+			{"probabilities.versicolor", math.Inf(1)}, {"probabilities.virginica", 1.5}}},
+			[]string{`-perturb "confidence": the amount must be a finite number from 0 to 1, got -1`,
+				`-perturb "probabilities.setosa": the amount must be a finite number from 0 to 1, got NaN`, "got +Inf", "got 1.5"}},
+		{"perturb a field twice", Config{Perturb: Perturbations{{"confidence", 0.1}, {"confidence", 0.2}, {"confidence", 0.3}}},
+			[]string{`-perturb names "confidence" more than once: give each field once`}},
 		{"rate above 1", Config{FailRate: 1.5}, []string{"-fail-rate must be a fraction from 0 to 1, got 1.5"}},
 		{"negative rate", Config{HangRate: -0.1}, []string{"-hang-rate must be a fraction from 0 to 1, got -0.1"}},
 		{"NaN rate", Config{FailRate: math.NaN()}, []string{"-fail-rate must be a fraction from 0 to 1, got NaN"}},
@@ -80,7 +87,7 @@ func TestFailRateFailsPredictionsOnly(t *testing.T) {
 // TestFailAndHangRatesAreFractions draws the outcome of many requests
 // with a fixed sequence of random numbers.
 func TestFailAndHangRatesAreFractions(t *testing.T) {
-	f := newFaults(Config{FailRate: 0.25, HangRate: 0.1})
+	f := newFaults(Config{FailRate: 0.25, HangRate: 0.1}, nil)
 	var next float64
 	f.random = func() float64 { return next }
 	counts := map[fault]int{}
@@ -94,7 +101,7 @@ func TestFailAndHangRatesAreFractions(t *testing.T) {
 }
 
 func TestLatencyAndJitter(t *testing.T) {
-	f := newFaults(Config{Latency: 10 * time.Millisecond, Jitter: 4 * time.Millisecond})
+	f := newFaults(Config{Latency: 10 * time.Millisecond, Jitter: 4 * time.Millisecond}, nil)
 	for _, tc := range []struct {
 		r    float64
 		want time.Duration
@@ -105,7 +112,7 @@ func TestLatencyAndJitter(t *testing.T) {
 		}
 	}
 	// Jitter past the latency floors at zero.
-	f = newFaults(Config{Latency: time.Millisecond, Jitter: 10 * time.Millisecond})
+	f = newFaults(Config{Latency: time.Millisecond, Jitter: 10 * time.Millisecond}, nil)
 	f.random = func() float64 { return 0 }
 	if got := f.delay(); got != 0 {
 		t.Errorf("delay %v, want 0", got)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"strconv"
+	"time"
 )
 
 // The answers are written by hand into pooled buffers: they are small,
@@ -18,8 +19,8 @@ func (s *Server) appendPredict(b []byte, bt *batch, sc *scratch) []byte {
 		b = append(b, `,"probabilities":`...)
 		b = s.appendProbMap(b, sc.probs[:nc])
 		b = append(b, `,"confidence":`...)
-		b = appendFloat(b, sc.probs[best], 64)
-		return append(b, s.tail...)
+		b = appendFloat(b, sc.conf[0], 64)
+		return s.appendPredictTail(b)
 	}
 	b = append(b, `{"predictions":[`...)
 	for r, best := range sc.best {
@@ -36,13 +37,23 @@ func (s *Server) appendPredict(b []byte, bt *batch, sc *scratch) []byte {
 		b = s.appendProbMap(b, sc.probs[r*nc:(r+1)*nc])
 	}
 	b = append(b, `],"confidences":[`...)
-	for r, best := range sc.best {
+	for r, c := range sc.conf {
 		if r > 0 {
 			b = append(b, ',')
 		}
-		b = appendFloat(b, sc.probs[r*nc+best], 64)
+		b = appendFloat(b, c, 64)
 	}
 	b = append(b, ']')
+	return s.appendPredictTail(b)
+}
+
+// appendPredictTail ends a /predict answer: the -timestamp, then the
+// model.
+func (s *Server) appendPredictTail(b []byte) []byte {
+	if s.cfg.Timestamp {
+		b = append(b, `,"timestamp":`...)
+		b = appendTimestamp(b, time.Now())
+	}
 	return append(b, s.tail...)
 }
 
@@ -72,6 +83,11 @@ func (s *Server) appendInfer(b []byte, ib *inferBatch, sc *scratch) []byte {
 	if ib.id != "" {
 		b = append(b, `,"id":`...)
 		b = appendJSONString(b, ib.id)
+	}
+	if s.cfg.Timestamp { // the protocol's response may hold a parameters object
+		b = append(b, `,"parameters":{"timestamp":`...)
+		b = appendTimestamp(b, time.Now())
+		b = append(b, '}')
 	}
 	b = append(b, `,"outputs":[`...)
 	for i, kind := range ib.outputs {
@@ -107,11 +123,11 @@ func (s *Server) appendInfer(b []byte, ib *inferBatch, sc *scratch) []byte {
 			b = append(b, `],"datatype":"`...)
 			b = append(b, floatType...)
 			b = append(b, `","data":[`...)
-			for r, best := range sc.best {
+			for r, c := range sc.conf {
 				if r > 0 {
 					b = append(b, ',')
 				}
-				b = appendFloat(b, sc.probs[r*nc+best], bits)
+				b = appendFloat(b, c, bits)
 			}
 		}
 		b = append(b, "]}"...)

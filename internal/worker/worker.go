@@ -47,6 +47,17 @@ type Config struct {
 	// answered, from 0 to 1; HangRate+FailRate may not pass 1. Default
 	// and zero value: none.
 	HangRate float64
+	// Timestamp adds "timestamp", the time the answer was made (RFC 3339
+	// with nanoseconds, in UTC), before "model" in each successful
+	// /predict answer, and as "parameters":{"timestamp":...} to each
+	// infer answer, as some model servers stamp theirs. Default and zero
+	// value: off, and the answers are as without it, byte for byte.
+	Timestamp bool
+	// Perturb adds uniform noise to numeric outputs of each successful
+	// prediction (see Perturbation), on both APIs; the predicted classes
+	// are never changed. Each field at most once. Default and zero
+	// value: none.
+	Perturb Perturbations
 	// MaxBatch is the most rows one request may hold. Zero value: 1000.
 	MaxBatch int
 	// MaxBodyBytes is the largest request body; a larger one gets 413.
@@ -56,7 +67,8 @@ type Config struct {
 	ServerVersion string
 }
 
-// Validate returns every problem with the config at once.
+// Validate returns every problem with the config at once, except those
+// that depend on the model: see ValidateFor.
 func (c Config) Validate() error {
 	var errs []error
 	if err := c.validateFaults(); err != nil {
@@ -69,6 +81,13 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max body size must not be negative, got %d", c.MaxBodyBytes))
 	}
 	return errors.Join(errs...)
+}
+
+// ValidateFor returns every problem with the config for serving m: those
+// of Validate, and the -perturb fields, which must name an output of m
+// (its classes). m must not be nil.
+func (c Config) ValidateFor(m *model.Model) error {
+	return errors.Join(c.Validate(), validatePerturbFields(c.Perturb, m.Name, m.Classes))
 }
 
 func (c Config) withDefaults() Config {
@@ -118,24 +137,25 @@ type scratch struct {
 	values []float64
 	probs  []float64
 	best   []int
+	conf   []float64 // per row, the probability of its best class as answered
 	out    []byte
 }
 
 // New builds a server for m. It is ready (GET /health answers 200) from
 // the start; Shutdown makes it unready.
 func New(m *model.Model, cfg Config) (*Server, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	if m == nil || len(m.Features) == 0 || len(m.Classes) == 0 {
 		return nil, errors.New("worker: the model has no features or no classes")
+	}
+	if err := cfg.ValidateFor(m); err != nil {
+		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{
 		model:   m,
 		cfg:     cfg,
 		schema:  newSchema(m.Features, cfg.MaxBatch),
-		faults:  newFaults(cfg),
+		faults:  newFaults(cfg, m.Classes),
 		metrics: newMetrics(m.Name, m.Version),
 	}
 	s.scratch.New = func() any { return new(scratch) }
@@ -380,14 +400,15 @@ func (s *Server) serveInfer(ctx *fasthttp.RequestCtx) int {
 	return fasthttp.StatusOK
 }
 
-// run predicts every row of b into sc.probs and sc.best.
+// run predicts every row of b into sc.probs, sc.best and sc.conf, and
+// adds the -perturb noise, if any, to the numbers.
 func (s *Server) run(b *batch, sc *scratch) error {
 	nf, nc := len(s.model.Features), len(s.model.Classes)
 	if len(b.values) != b.rows*nf { // the decoders guarantee it; a bug otherwise
 		return internalError(fmt.Errorf("%d values for %d rows", len(b.values), b.rows))
 	}
 	sc.probs = grow(sc.probs, b.rows*nc)
-	sc.best = sc.best[:0]
+	sc.best, sc.conf = sc.best[:0], sc.conf[:0]
 	for r := 0; r < b.rows; r++ {
 		p := sc.probs[r*nc : (r+1)*nc]
 		if err := s.model.Predict(b.values[r*nf:(r+1)*nf], p); err != nil {
@@ -402,7 +423,12 @@ func (s *Server) run(b *batch, sc *scratch) error {
 			}
 		}
 		class, _ := s.model.Best(p)
-		sc.best = append(sc.best, s.classIndex(class, p))
+		best := s.classIndex(class, p)
+		sc.best = append(sc.best, best)
+		sc.conf = append(sc.conf, p[best])
+	}
+	if s.faults.perturbing {
+		s.faults.perturb(sc.probs, sc.conf, nc)
 	}
 	return nil
 }
