@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG   ?= config/gateway.yaml
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet race bench bench-go fuzz reload-check clean
+.PHONY: all build run test vet race bench bench-shadow bench-go fuzz reload-check clean
 
 all: build
 
@@ -34,6 +34,11 @@ vet:
 # Side by side with nginx under wrk (see BENCHMARKS.md). Prints; never fails on numbers.
 bench: build
 	bash bench/run.sh
+
+# The primary's latency with a slow and a dead shadow, beside no shadow
+# (BENCH_SOAK=300s adds a memory soak). Prints; never fails on numbers.
+bench-shadow: build
+	bash bench/shadow.sh
 
 # Go benchmarks with allocations.
 bench-go:

@@ -37,70 +37,12 @@ PORT_BASE=${BENCH_PORT_BASE:-18080}
 # wrk refuses fewer connections than threads.
 if (( CONNS < THREADS )); then THREADS=$CONNS; fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-PIDS=()      # every long-running process we started, killed on exit
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 NGINX=""     # path of the nginx binary (may live in /usr/sbin, off PATH)
 NGINX_PID="" GATEWAY_PID="" BACKEND_PID=""
-WRK_PID=""   # the wrk now running, if any
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 
 has() { [[ " $TARGETS " == *" $1 "* ]]; }
-
-# ---------------------------------------------------------------- cleanup
-
-# Direct children of a pid (nginx workers of the master), read from /proc so
-# that procps need not be installed.
-children_of() {
-  local parent=$1 f stat rest
-  for f in /proc/[0-9]*/stat; do
-    { stat=$(<"$f"); } 2>/dev/null || continue   # processes come and go
-    rest=${stat##*) }            # drop "pid (comm) ", comm may contain spaces
-    # shellcheck disable=SC2086  # split on purpose; fields hold no globs
-    set -- $rest                 # $1=state $2=ppid
-    [[ ${2:-} == "$parent" ]] && { f=${f#/proc/}; echo "${f%/stat}"; }
-  done
-  return 0
-}
-
-# Stop one process: TERM, wait up to ~5s, then KILL it and its children
-# (a KILLed nginx master would otherwise leave its workers behind).
-stop_pid() {
-  local pid=$1 kids i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kids=$(children_of "$pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    # shellcheck disable=SC2086
-    kill -KILL "$pid" $kids 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  set +e   # best effort: one failing step must not skip the rest
-  (( rc > 128 )) && log "interrupted, stopping everything"
-  if [[ -n $WRK_PID ]]; then { kill -KILL "$WRK_PID"; wait "$WRK_PID"; } 2>/dev/null; fi
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  if [[ -n ${BENCH_RAW_DIR:-} ]]; then
-    mkdir -p "$BENCH_RAW_DIR" || true
-    cp "$TMP"/*.txt "$TMP"/*.log "$TMP"/*.conf "$TMP"/*.yaml "$BENCH_RAW_DIR"/ 2>/dev/null || true
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-# Background jobs of a non-interactive shell ignore SIGINT, so cleanup must
-# run on INT/TERM too; exiting triggers the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ------------------------------------------------------------ prerequisites
 
@@ -143,46 +85,7 @@ build_binaries() {
   fi
 }
 
-# ------------------------------------------------------------------- ports
-
-port_free() {
-  local p=$1
-  if command -v ss >/dev/null; then
-    [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
-  else
-    # Without iproute2: a successful connect means someone listens there.
-    if timeout 1 bash -c ": >/dev/tcp/127.0.0.1/$p" 2>/dev/null; then return 1; fi
-  fi
-}
-
-# Picks the next free port >= $NEXT_PORT (globals, so no subshell is needed
-# and two picks never return the same port).
-NEXT_PORT=$PORT_BASE
-pick_port() {
-  local limit=$((PORT_BASE + 500))
-  while (( NEXT_PORT < limit )); do
-    if port_free "$NEXT_PORT"; then PICKED=$NEXT_PORT; NEXT_PORT=$((NEXT_PORT + 1)); return 0; fi
-    NEXT_PORT=$((NEXT_PORT + 1))
-  done
-  die "no free port in $PORT_BASE..$limit"
-}
-
 # --------------------------------------------------------------- processes
-
-# Waits (bounded) until URL answers 2xx while PID is alive.
-wait_http() {
-  local name=$1 pid=$2 url=$3 logf=$4 i
-  for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$logf" >&2 || true
-      die "$name exited during startup (log above)"
-    fi
-    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$logf" >&2 || true
-  die "$name did not answer $url within ~10s"
-}
 
 start_backend() {
   pick_port; BACKEND_PORT=$PICKED
@@ -272,18 +175,6 @@ check_body() {
 
 # ---------------------------------------------------------------- measuring
 
-# Runs wrk with ARGS, output to FILE. wrk runs in the background and we wait
-# for it, because bash defers traps until a foreground child exits: an
-# interrupt must not wait for a 10s run to finish. Returns wrk's status.
-run_wrk() {
-  local out=$1 rc=0
-  shift
-  wrk "$@" >"$out" 2>&1 &
-  WRK_PID=$!
-  wait "$WRK_PID" || rc=$?
-  WRK_PID=""
-  return "$rc"
-}
 
 # utime+stime (fields 14 and 15 of /proc/PID/stat, all threads included),
 # summed over the given pids, in clock ticks.
@@ -343,35 +234,7 @@ target_url() {
   esac
 }
 
-# Turns wrk output into "key value" lines: rps reqs p50 p99 (ms) non2xx sock.
-# Latencies are converted to ms whatever unit wrk chose (us, ms, s, m, h).
-parse_wrk() {
-  awk '
-    function ms(v) {
-      if (v ~ /us$/) return v / 1000
-      if (v ~ /ms$/) return v + 0
-      if (v ~ /s$/)  return v * 1000
-      if (v ~ /m$/)  return v * 60000
-      if (v ~ /h$/)  return v * 3600000
-      return v + 0
-    }
-    BEGIN { rps = "nan"; reqs = "nan"; p50 = "nan"; p99 = "nan"; non2xx = 0; sock = 0 }
-    /^Requests\/sec:/                 { rps = $2 }
-    / requests in /                   { reqs = $1 }
-    /^[ \t]*50%[ \t]/                 { p50 = ms($2) }
-    /^[ \t]*99%[ \t]/                 { p99 = ms($2) }
-    /Non-2xx or 3xx responses:/       { non2xx = $NF }
-    /Socket errors:/ {
-      # "Socket errors: connect 0, read 0, write 0, timeout 0"
-      for (i = 3; i <= NF; i += 2) { n = $(i + 1); sub(/,/, "", n); sock += n }
-    }
-    END {
-      printf "rps %s\nreqs %s\np50 %s\np99 %s\nnon2xx %s\nsock %s\n", rps, reqs, p50, p99, non2xx, sock
-    }' "$1"
-}
 
-# Value of KEY in parse_wrk output FILE.
-field() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
 
 # Runs one target: warm-up, main run with CPU accounting, 1-connection run.
 # Appends one line to $TMP/results.tsv.

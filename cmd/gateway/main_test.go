@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -117,5 +119,44 @@ func TestHelpFlagPrintsUsageAndExits0(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout, "gateway check -config FILE") {
 			t.Errorf("%s: exit %d, stdout %q; want 0 and the usage", arg, code, stdout)
 		}
+	}
+}
+
+// gateway report reads the admin API and prints the report as tables,
+// with the admin token when one is given.
+func TestReportPrintsTheAdminReport(t *testing.T) {
+	var gotAuth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+		switch r.URL.Path {
+		case "/admin/shadow":
+			fmt.Fprint(w, `{"shadow":[{"route":"iris","shadow_pool":"iris-v3","variants":[{"variant":"control","pool":"iris-v1",
+				"counters":{"mirrored":10,"compared":9,"matched":7,"mismatched":2,"timeout":1},
+				"fields":[{"field":"prediction","mismatches":2,"verdict":"difference"}]}]}]}`)
+		case "/admin/experiments":
+			fmt.Fprint(w, `{"experiments":[]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+
+	out, errOut, code := runGateway("report", "shadow", "-admin", srv.URL, "-token", "s3cret")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"route iris", "iris-v3", "control", "prediction", "difference"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if gotAuth != "Bearer s3cret" {
+		t.Errorf("Authorization %q, want the token", gotAuth)
+	}
+	if out, _, code := runGateway("report", "experiments", "-admin", srv.URL); code != 0 || !strings.Contains(out, "no split routes") {
+		t.Errorf("report experiments: exit %d, %q", code, out)
+	}
+	if _, errOut, code := runGateway("report", "nonsense"); code != 2 || !strings.Contains(errOut, "shadow|experiments") {
+		t.Errorf("unknown report: exit %d, %q", code, errOut)
 	}
 }

@@ -62,6 +62,9 @@ func BenchmarkProxyPlain(b *testing.B) {
 		{"route", ""},
 		{"strip_prefix", "    strip_prefix: /v1/models/iris\n"},
 		{"sticky_split", stickySplit},
+		// Every tenth request is copied, compared and recorded in the
+		// background, which shares the CPUs with the loop.
+		{"shadow_10pct", "    shadow: {pool: iris2, percent: 10, max_in_flight: 1024}\n"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newBenchProxy(b, addr, bc.extra)

@@ -41,6 +41,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/buger/jsonparser"
 )
 
 // Outcome is how a pair compared.
@@ -158,8 +160,29 @@ func normalisePattern(p string) string {
 	return strings.ReplaceAll(indexRE.ReplaceAllString(p, "[]"), "[]", `\[\]`)
 }
 
-// fieldOf drops the indexes of a path: predictions[3].x -> predictions[].x
-func fieldOf(p string) string { return indexRE.ReplaceAllString(p, "[]") }
+// fieldOf drops the indexes of a path: predictions[3].x -> predictions[].x.
+// It runs for every leaf of every pair, so it is a loop, not a regexp, and
+// a path without an index is returned as is.
+func fieldOf(p string) string {
+	if strings.IndexByte(p, '[') < 0 {
+		return p
+	}
+	b := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		b = append(b, p[i])
+		if p[i] != '[' {
+			continue
+		}
+		j := i + 1
+		for j < len(p) && (p[j] >= '0' && p[j] <= '9' || p[j] == '*') {
+			j++
+		}
+		if j < len(p) && p[j] == ']' {
+			i = j - 1 // the loop appends the ']'
+		}
+	}
+	return string(b)
+}
 
 // matches reports whether the normalised pattern matches a field. A bare
 // name matches the last name of the field, through any trailing array
@@ -253,58 +276,89 @@ func (a leaf) equal(b leaf, absTol, relTol float64) bool {
 // compared on its first maxLeaves leaves.
 const maxLeaves = 10000
 
-// flatten decodes a JSON body into its leaves by path.
+// flatten decodes a JSON body into its leaves by path. It runs twice per
+// mirrored request, so it walks the body in place (buger/jsonparser)
+// rather than decoding it into maps and interfaces; encoding/json only
+// checks that the body is one valid JSON value first, which also bounds
+// its nesting.
 func flatten(body []byte) (map[string]leaf, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	if !json.Valid(body) {
+		return nil, fmt.Errorf("not a single valid JSON value")
+	}
+	value, typ, _, err := jsonparser.Get(body)
+	if err != nil {
 		return nil, err
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("trailing data after the JSON value")
-	}
-	out := map[string]leaf{}
-	walk("", v, out)
+	out := make(map[string]leaf, 16)
+	walk(make([]byte, 0, 64), value, typ, out)
 	return out, nil
 }
 
-func walk(p string, v any, out map[string]leaf) {
+// member is one key of an object and its value.
+type member struct {
+	key   string
+	value []byte
+	typ   jsonparser.ValueType
+}
+
+// walk adds the leaves of value, found at path p, to out.
+func walk(p []byte, value []byte, typ jsonparser.ValueType, out map[string]leaf) {
 	if len(out) >= maxLeaves {
 		return
 	}
-	switch t := v.(type) {
-	case map[string]any:
-		if len(t) == 0 {
-			out[p] = leaf{text: "{}"}
+	switch typ {
+	case jsonparser.Object:
+		var members []member
+		_ = jsonparser.ObjectEach(value, func(k, v []byte, t jsonparser.ValueType, _ int) error {
+			key, err := jsonparser.ParseString(k)
+			if err != nil {
+				key = string(k)
+			}
+			// A repeated key keeps its last value, as encoding/json does.
+			for i := range members {
+				if members[i].key == key {
+					members = slices.Delete(members, i, i+1)
+					break
+				}
+			}
+			members = append(members, member{key, v, t})
+			return nil
+		})
+		if len(members) == 0 {
+			out[string(p)] = leaf{text: "{}"}
 		}
 		// In key order, so that a body cut at maxLeaves is always cut at
 		// the same leaves.
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if p == "" {
-				walk(k, t[k], out)
-			} else {
-				walk(p+"."+k, t[k], out)
+		slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		for _, m := range members {
+			q := p
+			if len(q) > 0 {
+				q = append(q, '.')
 			}
+			walk(append(q, m.key...), m.value, m.typ, out)
 		}
-	case []any:
-		if len(t) == 0 {
-			out[p] = leaf{text: "[]"}
+	case jsonparser.Array:
+		i := 0
+		_, _ = jsonparser.ArrayEach(value, func(v []byte, t jsonparser.ValueType, _ int, _ error) {
+			q := append(p, '[')
+			q = strconv.AppendInt(q, int64(i), 10)
+			walk(append(q, ']'), v, t, out)
+			i++
+		})
+		if i == 0 {
+			out[string(p)] = leaf{text: "[]"}
 		}
-		for i, child := range t {
-			walk(p+"["+strconv.Itoa(i)+"]", child, out)
+	case jsonparser.Number:
+		f, err := strconv.ParseFloat(string(value), 64)
+		out[string(p)] = leaf{isNum: err == nil, num: f, text: string(value)}
+	case jsonparser.String:
+		s, err := jsonparser.ParseString(value)
+		if err != nil {
+			s = string(value)
 		}
-	case json.Number:
-		f, err := t.Float64()
-		out[p] = leaf{isNum: err == nil, num: f, text: t.String()}
-	default:
-		b, _ := json.Marshal(t)
-		out[p] = leaf{text: string(b)}
+		out[string(p)] = leaf{text: strconv.Quote(s)}
+	default: // true, false, null
+		out[string(p)] = leaf{text: string(value)}
 	}
 }
 

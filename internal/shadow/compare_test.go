@@ -1,9 +1,14 @@
 package shadow
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func mustComparer(t *testing.T, ignore []string, abs, rel float64, label string) *Comparer {
@@ -131,6 +136,116 @@ func TestHugeBodyMatchesItself(t *testing.T) {
 	for range 5 {
 		if r := c.Compare(200, []byte(b.String()), 200, []byte(b.String())); r.Outcome != Matched {
 			t.Fatalf("a %d-leaf body does not match itself: %d diffs", maxLeaves+500, len(r.Diffs))
+		}
+	}
+}
+
+func TestFieldOfDropsIndexes(t *testing.T) {
+	for in, want := range map[string]string{
+		"prediction":                      "prediction",
+		"predictions[3]":                  "predictions[]",
+		"predictions[12].probabilities.a": "predictions[].probabilities.a",
+		"m[0][1]":                         "m[][]",
+		"odd[x]":                          "odd[x]",
+		"half[12":                         "half[12",
+		"a[*].b":                          "a[].b",
+	} {
+		if got := fieldOf(in); got != want {
+			t.Errorf("fieldOf(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// referenceFlatten is flatten written the obvious way, with encoding/json
+// decoding into interfaces: slower, plainly right. The fuzz target below
+// holds flatten to it.
+func referenceFlatten(body []byte) (map[string]leaf, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF { // nothing but space may follow
+		return nil, false
+	}
+	out := map[string]leaf{}
+	var walk func(p string, v any)
+	walk = func(p string, v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			if len(t) == 0 {
+				out[p] = leaf{text: "{}"}
+			}
+			for k, child := range t {
+				if p == "" {
+					walk(k, child)
+				} else {
+					walk(p+"."+k, child)
+				}
+			}
+		case []any:
+			if len(t) == 0 {
+				out[p] = leaf{text: "[]"}
+			}
+			for i, child := range t {
+				walk(p+"["+strconv.Itoa(i)+"]", child)
+			}
+		case json.Number:
+			f, err := t.Float64()
+			out[p] = leaf{isNum: err == nil, num: f, text: t.String()}
+		case string:
+			out[p] = leaf{text: strconv.Quote(t)}
+		default:
+			b, _ := json.Marshal(t)
+			out[p] = leaf{text: string(b)}
+		}
+	}
+	walk("", v)
+	return out, true
+}
+
+func FuzzFlattenMatchesReference(f *testing.F) {
+	for _, s := range []string{`{"a":{"b":[1,2.50,"x\u00e9"]},"c":null,"d":true}`, `[[],{}]`, `"s"`, `1e400`,
+		`{"a":1,"a":{"b":2}}`, `{"k\"ey":"v\n"}`, `[1,]`, `{"a":1} x`, ` {"a" : [ -0.0 , 1E2 ] } `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		want, ok := referenceFlatten(body)
+		got, err := flatten(body)
+		if ok != (err == nil) {
+			t.Fatalf("valid: reference %v, flatten %v (%v)", ok, err == nil, err)
+		}
+		// encoding/json turns invalid UTF-8 into U+FFFD, which would make
+		// two different byte strings equal; flatten keeps the bytes.
+		if !ok || len(want) >= maxLeaves || !utf8.Valid(body) {
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("leaves: %v, want %v", got, want)
+		}
+		for k, w := range want {
+			g, ok := got[k]
+			if !ok || g.isNum != w.isNum || g.text != w.text || (g.isNum && g.num != w.num) {
+				t.Fatalf("leaf %q: %+v, want %+v", k, g, w)
+			}
+		}
+	})
+}
+
+// BenchmarkCompare is the comparison of one pair of model answers, which
+// runs for every mirrored request.
+func BenchmarkCompare(b *testing.B) {
+	c, err := NewComparer([]string{"timestamp", "model_version"}, 1e-6, 1e-3, "prediction")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := []byte(`{"prediction":"versicolor","probabilities":{"setosa":0.004720044332218085,"versicolor":0.8518887589147586,"virginica":0.1433911967530234},"confidence":0.8518887589147586,"timestamp":"2026-11-23T02:44:36.506138974Z","model":"iris","model_version":"1"}`)
+	q := []byte(`{"prediction":"virginica","probabilities":{"setosa":0.0011,"versicolor":0.3200,"virginica":0.6789},"confidence":0.6789,"timestamp":"2026-11-23T02:44:36.507000000Z","model":"iris","model_version":"3"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := c.Compare(200, p, 200, q); r.Outcome != Mismatched {
+			b.Fatal(r.Outcome)
 		}
 	}
 }
