@@ -132,6 +132,12 @@ type backendView struct {
 	InFlight int64  `json:"in_flight"`
 	Requests uint64 `json:"requests"`
 	Failures uint64 `json:"failures"`
+	// EjectedUntil is when the current outlier ejection ends (null when
+	// not ejected); ConsecutiveFailures the current run of failed
+	// attempts; Ejections the ejections in a row, each longer.
+	EjectedUntil        *time.Time `json:"ejected_until"`
+	ConsecutiveFailures int64      `json:"consecutive_failures"`
+	Ejections           int64      `json:"ejections"`
 	// SpawnedPID is the worker process the gateway runs here (0: none);
 	// Restarts counts its restarts.
 	SpawnedPID int64  `json:"spawned_pid"`
@@ -152,11 +158,17 @@ func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
 			pc := s.Config.Pools[name]
 			v := poolView{Name: name, Balance: pc.Balance, Spawned: pc.Spawn != nil, Backends: []backendView{}}
 			for i, m := range p.Members {
-				v.Backends = append(v.Backends, backendView{
+				b := backendView{
 					Addr: m.Addr, Weight: p.Weight(i), Healthy: p.Available(i),
 					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
+					ConsecutiveFailures: m.ConsecutiveFailures(), Ejections: m.Ejections(),
 					SpawnedPID: m.SpawnedPID(), Restarts: m.Restarts(),
-				})
+				}
+				if until := m.EjectedUntil(); !until.IsZero() {
+					until = until.UTC()
+					b.EjectedUntil = &until
+				}
+				v.Backends = append(v.Backends, b)
 			}
 			pools = append(pools, v)
 		}

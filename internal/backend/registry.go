@@ -36,6 +36,7 @@ type Backend struct {
 	down     atomic.Bool   // set by whoever knows the worker cannot serve
 	pid      atomic.Int64  // of the process the gateway spawned here; 0 if none
 	restarts atomic.Uint64 // of spawned processes at this address
+	out      outlierState
 }
 
 func newBackend(addr string) *Backend { return &Backend{Addr: addr} }
@@ -63,13 +64,29 @@ func (b *Backend) End(failed bool) {
 	}
 }
 
-// Available reports whether the backend may take traffic. A backend is
-// available unless marked down: a spawned worker that is starting,
-// stopping or has exited. (Health checks and breakers will have a say too.)
-func (b *Backend) Available() bool { return !b.down.Load() }
+// Available reports whether the backend may take traffic: not marked
+// down (a spawned worker that is starting, stopping or has exited) and not
+// ejected for failing. (Health checks and breakers will have a say too.)
+// The usual case costs two atomic loads; the clock is read only while an
+// ejection is on record.
+func (b *Backend) Available() bool {
+	if b.down.Load() {
+		return false
+	}
+	return b.out.ejectedUntil.Load() == 0 || !b.Ejected(time.Now())
+}
 
 // SetDown marks the backend out of (true) or back in (false) rotation.
-func (b *Backend) SetDown(down bool) { b.down.Store(down) }
+// Back in means whoever calls it has just seen the worker answer a health
+// probe, so an outlier ejection ends too, as Envoy unejects a host that
+// passes an active health check.
+func (b *Backend) SetDown(down bool) {
+	if !down {
+		b.out.consecutive.Store(0)
+		b.out.ejectedUntil.Store(0)
+	}
+	b.down.Store(down)
+}
 
 // SpawnedPID is the pid of the process the gateway runs at this address, or 0.
 func (b *Backend) SpawnedPID() int64 { return b.pid.Load() }

@@ -439,6 +439,17 @@ routes:
   -    #!
 `, `empty route`},
 
+		// Outlier ejection.
+		{"outlier failures 0 after default", `pools: {p1: {backends: [127.0.0.1:9101], outlier: {consecutive_failures: -1}}}   #!
+routes: [{name: r1, pool: p1}]
+`, `must be 1 to 10000`},
+		{"outlier max below eject_for", `pools: {p1: {backends: [127.0.0.1:9101], outlier: {eject_for: 1m, max_eject_for: 30s}}}   #!
+routes: [{name: r1, pool: p1}]
+`, `shorter than eject_for`},
+		{"outlier percent over 100", `pools: {p1: {backends: [127.0.0.1:9101], outlier: {max_ejected_percent: 101}}}   #!
+routes: [{name: r1, pool: p1}]
+`, `must be 1 to 100`},
+
 		// Shadow.
 		{"shadow unknown pool", shadowRoute("pool: p9   #!"), `unknown pool "p9"`},
 		{"shadow without pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
@@ -508,6 +519,7 @@ func TestParseAppliesDocumentedDefaults(t *testing.T) {
 		{"pool balance", cfg.Pools["p1"].Balance, "least_pending"},
 		{"pool max_conns", cfg.Pools["p1"].MaxConns, 512},
 		{"pool timeout", cfg.Pools["p1"].Timeout.D(), 30 * time.Second},
+		{"pool outlier", cfg.Pools["p1"].Outlier, Outlier{ConsecutiveFailures: 5, EjectFor: Duration(30 * time.Second), MaxEjectFor: Duration(300 * time.Second), MaxEjectedPercent: 50}},
 		{"backend weight", cfg.Pools["p1"].Backends[0].Weight, 1},
 		{"route max_body from server.max_body", cfg.Routes[0].MaxBody, ByteSize(1 << 20)},
 		{"route timeout", cfg.Routes[0].Timeout.D(), time.Duration(0)},
@@ -553,6 +565,7 @@ pools:
     balance: p2c
     max_conns: 64
     timeout: 750ms
+    outlier: {consecutive_failures: 3, eject_for: 10s, max_eject_for: 1m, max_ejected_percent: 34}
   iris-v2: {backends: ["[::1]:9103"], balance: round_robin}
 routes:
   - name: iris
@@ -600,10 +613,13 @@ routes:
 			"iris-v1": {
 				Backends: []Backend{{Addr: "127.0.0.1:9101", Weight: 1}, {Addr: "127.0.0.1:9102", Weight: 3}},
 				Balance:  "p2c", MaxConns: 64, Timeout: Duration(750 * time.Millisecond),
+				Outlier: Outlier{ConsecutiveFailures: 3, EjectFor: Duration(10 * time.Second), MaxEjectFor: Duration(time.Minute), MaxEjectedPercent: 34},
 			},
 			"iris-v2": {
 				Backends: []Backend{{Addr: "[::1]:9103", Weight: 1}},
 				Balance:  "round_robin", MaxConns: DefaultMaxConns, Timeout: Duration(DefaultPoolTimeout),
+				Outlier: Outlier{ConsecutiveFailures: DefaultOutlierFailures, EjectFor: Duration(DefaultOutlierEjectFor),
+					MaxEjectFor: Duration(DefaultOutlierMaxEjectFor), MaxEjectedPercent: DefaultOutlierMaxEjectedPct},
 			},
 		},
 		Routes: []*Route{

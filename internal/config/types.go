@@ -120,6 +120,29 @@ type Pool struct {
 	// Spawn, when set, makes the gateway run the pool's workers itself.
 	// Zero: the backends are started by someone else.
 	Spawn *Spawn `yaml:"spawn" json:"spawn,omitempty"`
+	// Outlier tunes passive outlier ejection, which always runs: a backend
+	// that fails consecutive_failures attempts in a row is taken out of
+	// rotation for a while. Zero: the defaults.
+	Outlier Outlier `yaml:"outlier" json:"outlier"`
+}
+
+// Outlier is passive outlier ejection, after Envoy's outlier_detection: a
+// backend whose attempts fail consecutive_failures times in a row (refused
+// or broken connections, timeouts, 5xx answers) is ejected for eject_for
+// times the number of its ejections so far, at most max_eject_for. An
+// ejected backend rejoins when the time is up; one that then serves well
+// for eject_for starts its count afresh.
+type Outlier struct {
+	// ConsecutiveFailures ejects a backend after this many failed attempts
+	// in a row. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures" json:"consecutive_failures"`
+	// EjectFor is the first ejection's length. Default 30s.
+	EjectFor Duration `yaml:"eject_for" json:"eject_for"`
+	// MaxEjectFor caps an ejection however often it repeats. Default 300s.
+	MaxEjectFor Duration `yaml:"max_eject_for" json:"max_eject_for"`
+	// MaxEjectedPercent bounds the share of the pool ejected at once, 0 to
+	// 100; one backend may always be ejected. Default 50.
+	MaxEjectedPercent int `yaml:"max_ejected_percent" json:"max_ejected_percent"`
 }
 
 // Spawn describes worker processes the gateway starts, restarts when they
@@ -332,6 +355,10 @@ const (
 	// final push at shutdown wait this long at most per round trip.
 	MaxRedisTimeout = 10 * time.Second
 
+	DefaultOutlierFailures       = 5
+	DefaultOutlierEjectFor       = 30 * time.Second
+	DefaultOutlierMaxEjectFor    = 300 * time.Second
+	DefaultOutlierMaxEjectedPct  = 50
 	DefaultShadowMaxInFlight     = 64
 	DefaultShadowRecordMaxBytes  = 64 << 20
 	DefaultShadowRecordPerSecond = 10

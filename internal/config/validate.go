@@ -39,6 +39,11 @@ func applyDefaults(c *Config) {
 		setDefault(&p.Balance, DefaultBalance)
 		setDefault(&p.MaxConns, DefaultMaxConns)
 		setDefault(&p.Timeout, Duration(DefaultPoolTimeout))
+		o := &p.Outlier
+		setDefault(&o.ConsecutiveFailures, DefaultOutlierFailures)
+		setDefault(&o.EjectFor, Duration(DefaultOutlierEjectFor))
+		setDefault(&o.MaxEjectFor, max(Duration(DefaultOutlierMaxEjectFor), o.EjectFor))
+		setDefault(&o.MaxEjectedPercent, DefaultOutlierMaxEjectedPct)
 		if sp := p.Spawn; sp != nil {
 			if sp.Ports != "" {
 				setDefault(&sp.Replicas, 1)
@@ -229,6 +234,7 @@ func validatePools(ck *checker, c *Config) {
 				ck.add(path("backends", i), "weight must be 1 to 10000, got %d", b.Weight)
 			}
 		}
+		validateOutlier(ck, &p.Outlier, path)
 		if !slices.Contains(BalancePolicies, p.Balance) {
 			ck.add(path("balance"), "unknown policy %q (one of %s)", p.Balance, strings.Join(BalancePolicies, ", "))
 		}
@@ -391,6 +397,18 @@ func validateSplit(ck *checker, sp *Split, path func(...any) []any, pool func([]
 		if _, err := ParseKeySource(f.value); err != nil {
 			ck.add(path("split", f.key), "%v", err)
 		}
+	}
+}
+
+func validateOutlier(ck *checker, o *Outlier, path func(...any) []any) {
+	if o.ConsecutiveFailures < 1 || o.ConsecutiveFailures > 10000 {
+		ck.add(path("outlier", "consecutive_failures"), "must be 1 to 10000, got %d", o.ConsecutiveFailures)
+	}
+	if o.MaxEjectFor < o.EjectFor {
+		ck.add(path("outlier", "max_eject_for"), "%v is shorter than eject_for %v", o.MaxEjectFor.D(), o.EjectFor.D())
+	}
+	if o.MaxEjectedPercent < 1 || o.MaxEjectedPercent > 100 {
+		ck.add(path("outlier", "max_ejected_percent"), "must be 1 to 100, got %d", o.MaxEjectedPercent)
 	}
 }
 

@@ -142,7 +142,38 @@ func TestRefusedConnectionTriesAnotherBackend(t *testing.T) {
 			t.Fatalf("request %d: %d %q; a refused connection must go to the live backend", i, status, body)
 		}
 	}
-	if m := metricsText(t, g); !strings.Contains(m, `backend="`+dead+`",outcome="connect_error",pool="p"} 10`) {
-		t.Errorf("the refused attempts are not counted as connect_error:\n%s", m)
+	// After outlier.consecutive_failures (5 by default) refusals the dead
+	// backend is ejected: no more attempts go to it.
+	if m := metricsText(t, g); !strings.Contains(m, `backend="`+dead+`",outcome="connect_error",pool="p"} 5`+"\n") {
+		t.Errorf("want exactly 5 refused attempts counted as connect_error, then none:\n%s", grepLines(m, "sluice_upstream_requests_total"))
 	}
+	var pools struct {
+		Pools []struct {
+			Backends []struct {
+				Addr         string     `json:"addr"`
+				Healthy      bool       `json:"healthy"`
+				EjectedUntil *time.Time `json:"ejected_until"`
+				Ejections    int64      `json:"ejections"`
+			} `json:"backends"`
+		} `json:"pools"`
+	}
+	adminJSON(t, g.admin+"/admin/pools", &pools)
+	for _, b := range pools.Pools[0].Backends {
+		ejected := b.EjectedUntil != nil && b.EjectedUntil.After(time.Now().Add(25*time.Second))
+		if (b.Addr == dead) != (ejected && !b.Healthy && b.Ejections == 1) {
+			t.Errorf("backend %s: healthy %v, ejected until %v, ejections %d; want only the dead one ejected for about 30s",
+				b.Addr, b.Healthy, b.EjectedUntil, b.Ejections)
+		}
+	}
+}
+
+// grepLines keeps the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

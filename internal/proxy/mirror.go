@@ -307,7 +307,10 @@ func (p *Proxy) runMirror(job *mirrorJob, pool *Pool, req *fasthttp.Request, noi
 	}
 	member := pool.Members[n]
 	start := time.Now()
-	err := member.do(req, resp, start.Add(m.timeout))
+	ejected, err := member.do(req, resp, start.Add(m.timeout))
+	if ejected {
+		p.logEjection(member)
+	}
 	var body []byte
 	if err == nil {
 		body, err = readBounded(resp, m.maxBody)

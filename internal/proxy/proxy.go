@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -170,6 +171,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	if n < 0 {
 		plan.cancel()
 		writeFailure(ctx, FailUnavailable, id)
+		if d := pool.retryAfter(); d > 0 {
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+		}
 		return FailUnavailable.Status
 	}
 	m := pool.Members[n]
@@ -216,13 +220,22 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 // attempt sends the client's request to one backend, with a log line on
 // failure.
 func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadline time.Time, id []byte) error {
-	err := m.do(&ctx.Request, &ctx.Response, deadline)
+	ejected, err := m.do(&ctx.Request, &ctx.Response, deadline)
 	if err != nil {
 		_, outcome := upstreamFailure(err)
 		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
 			"outcome", outcome, "request_id", string(id), "err", err)
 	}
+	if ejected {
+		p.logEjection(m)
+	}
 	return err
+}
+
+// logEjection says that a backend left rotation, and for how long.
+func (p *Proxy) logEjection(m *Member) {
+	p.log.Warn("backend ejected after consecutive failures", "pool", m.pool.Name, "backend", m.Addr,
+		"until", m.EjectedUntil().Format(time.RFC3339), "ejections_in_a_row", m.Ejections())
 }
 
 // mirrorAfter captures the primary's answer and dispatches the planned
@@ -240,26 +253,30 @@ func (p *Proxy) mirrorAfter(ctx *fasthttp.RequestCtx, snap *Snapshot, plan *mirr
 }
 
 // do sends one request to the member and accounts for it: the backend's
-// counters and the upstream metrics.
-func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+// counters, the upstream metrics and passive outlier ejection. It reports
+// whether this attempt got the backend ejected.
+func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (ejected bool, err error) {
 	m.Begin()
 	start := time.Now()
-	err := m.client.DoDeadline(req, resp, deadline)
-	m.series.Duration.Observe(time.Since(start).Seconds())
-	if err != nil {
-		_, outcome := upstreamFailure(err)
-		m.End(true)
-		m.series.Count(outcome)
-		return err
+	err = m.client.DoDeadline(req, resp, deadline)
+	end := time.Now()
+	m.series.Duration.Observe(end.Sub(start).Seconds())
+	outcome := metrics.OutcomeSuccess
+	switch {
+	case err != nil:
+		_, outcome = upstreamFailure(err)
+	case resp.StatusCode() >= 500:
+		outcome = metrics.OutcomeHTTP5xx
 	}
-	status := resp.StatusCode()
-	m.End(status >= 500)
-	if status >= 500 {
-		m.series.Count(metrics.OutcomeHTTP5xx)
-	} else {
-		m.series.Count(metrics.OutcomeSuccess)
+	failed := outcome != metrics.OutcomeSuccess
+	m.End(failed)
+	m.series.Count(outcome)
+	// Every connection busy is the gateway's own limit, not the backend
+	// failing: it does not count towards ejection.
+	if outcome != metrics.OutcomeNoConn {
+		ejected = m.Observe(failed, m.pool.outlier, end, m.pool.mayEject)
 	}
-	return nil
+	return ejected, err
 }
 
 var (

@@ -92,15 +92,18 @@ type Variant struct {
 // Pool is a compiled pool: its members and balance policy. It is the
 // health view the policy reads (routing.Backends).
 type Pool struct {
-	Name    string
-	Members []*Member
-	policy  routing.Policy
-	timeout time.Duration
+	Name       string
+	Members    []*Member
+	policy     routing.Policy
+	timeout    time.Duration
+	outlier    backend.Outlier
+	maxEjected int // members that may be ejected at once (max_ejected_percent, at least 1)
 }
 
 // Member is a backend as one pool uses it.
 type Member struct {
 	*backend.Backend
+	pool   *Pool
 	client *fasthttp.HostClient
 	weight int
 	series *metrics.UpstreamSeries
@@ -133,6 +136,34 @@ func (p *Pool) another(skip int) *Member {
 		return nil
 	}
 	return p.Members[best]
+}
+
+// mayEject reports whether one more member may be ejected without passing
+// the pool's max_ejected_percent.
+func (p *Pool) mayEject() bool {
+	now, n := time.Now(), 0
+	for _, m := range p.Members {
+		if m.Ejected(now) {
+			n++
+		}
+	}
+	return n < p.maxEjected
+}
+
+// retryAfter is when a pool with no available member may have one again:
+// the end of the earliest ejection, or 0 when no member is ejected (it is
+// down for another reason).
+func (p *Pool) retryAfter() time.Duration {
+	var first time.Time
+	for _, m := range p.Members {
+		if until := m.EjectedUntil(); !until.IsZero() && (first.IsZero() || until.Before(first)) {
+			first = until
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return time.Until(first)
 }
 
 // HasAvailable reports whether any member may take traffic.
@@ -181,13 +212,18 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		idle:           make(chan struct{}),
 	}
 	for name, pc := range cfg.Pools {
-		p := &Pool{Name: name, timeout: pc.Timeout.D()}
 		backends := deps.Members(name, pc)
+		p := &Pool{
+			Name:       name,
+			timeout:    pc.Timeout.D(),
+			outlier:    backend.Outlier{ConsecutiveFailures: pc.Outlier.ConsecutiveFailures, EjectFor: pc.Outlier.EjectFor.D(), MaxEjectFor: pc.Outlier.MaxEjectFor.D()},
+			maxEjected: max(1, len(backends)*pc.Outlier.MaxEjectedPercent/100),
+		}
 		weights := make([]int, len(backends))
 		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
 		for i, bc := range backends {
 			b, client := s.lease.Acquire(bc.Addr, settings)
-			p.Members = append(p.Members, &Member{Backend: b, client: client, weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
+			p.Members = append(p.Members, &Member{Backend: b, pool: p, client: client, weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
 			weights[i] = bc.Weight
 		}
 		// Validation has checked the policy name.
