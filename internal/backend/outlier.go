@@ -52,7 +52,11 @@ func (b *Backend) ConsecutiveFailures() int64 { return b.out.consecutive.Load() 
 func (b *Backend) Observe(failed bool, o Outlier, now time.Time, mayEject func() bool) bool {
 	s := &b.out
 	if !failed {
-		s.consecutive.Store(0)
+		// Load first: a store on every success would bounce the cache
+		// line between cores for a backend that never fails.
+		if s.consecutive.Load() != 0 {
+			s.consecutive.Store(0)
+		}
 		if until := s.ejectedUntil.Load(); until != 0 && now.UnixNano()-until >= int64(o.EjectFor) {
 			s.ejections.Store(0)
 			s.ejectedUntil.Store(0)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/numfmt"
 )
 
 // RenderText writes reports as terminal tables (gateway report experiments):
@@ -35,8 +37,8 @@ func RenderText(w io.Writer, reports []RouteReport) error {
 				latP, latWin = textP(c.Latency.PValue, c.Latency.Significant, c.Latency.Note), c.Latency.Winner
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-				variantLabel(v.Name, v.Baseline), v.Requests, v.Errors, percent(v.ErrorRate),
-				millis(v.LatencyMS.Mean), millis(v.LatencyMS.P50), millis(v.LatencyMS.P95), millis(v.LatencyMS.P99),
+				variantLabel(v.Name, v.Baseline), v.Requests, v.Errors, numfmt.Percent(v.ErrorRate),
+				numfmt.Millis(v.LatencyMS.Mean), numfmt.Millis(v.LatencyMS.P50), numfmt.Millis(v.LatencyMS.P95), numfmt.Millis(v.LatencyMS.P99),
 				errP, errWin, latP, latWin)
 		}
 		if len(rep.Outcomes) == 0 {
@@ -93,20 +95,6 @@ func number(x *float64) string {
 		return "-"
 	}
 	return strconv.FormatFloat(*x, 'g', 4, 64)
-}
-
-func millis(x *float64) string {
-	if x == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*x, 'f', 3, 64)
-}
-
-func percent(x *float64) string {
-	if x == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*x*100, 'f', 2, 64) + "%"
 }
 
 func interval(ci []float64) string {
@@ -225,7 +213,7 @@ func htmlView(rep RouteReport) htmlRoute {
 	section("Traffic")
 	row("requests", func(v VariantReport) htmlCell { return text(strconv.FormatInt(v.Requests, 10)) })
 	row("errors", func(v VariantReport) htmlCell { return text(strconv.FormatInt(v.Errors, 10)) })
-	row("error rate", func(v VariantReport) htmlCell { return text(percent(v.ErrorRate)) })
+	row("error rate", func(v VariantReport) htmlCell { return text(numfmt.Percent(v.ErrorRate)) })
 	row("error rate vs baseline", func(v VariantReport) htmlCell {
 		if v.Comparison == nil {
 			return text("—")
@@ -235,11 +223,11 @@ func htmlView(rep RouteReport) htmlRoute {
 			fmt.Sprintf("two-proportion z-test: diff %s, z %s", number(t.Diff), number(t.Z)))
 	})
 	section("Latency (ms)")
-	row("mean", func(v VariantReport) htmlCell { return text(millis(v.LatencyMS.Mean)) })
-	row("std", func(v VariantReport) htmlCell { return text(millis(v.LatencyMS.Std)) })
-	row("p50", func(v VariantReport) htmlCell { return text(millis(v.LatencyMS.P50)) })
-	row("p95", func(v VariantReport) htmlCell { return text(millis(v.LatencyMS.P95)) })
-	row("p99", func(v VariantReport) htmlCell { return text(millis(v.LatencyMS.P99)) })
+	row("mean", func(v VariantReport) htmlCell { return text(numfmt.Millis(v.LatencyMS.Mean)) })
+	row("std", func(v VariantReport) htmlCell { return text(numfmt.Millis(v.LatencyMS.Std)) })
+	row("p50", func(v VariantReport) htmlCell { return text(numfmt.Millis(v.LatencyMS.P50)) })
+	row("p95", func(v VariantReport) htmlCell { return text(numfmt.Millis(v.LatencyMS.P95)) })
+	row("p99", func(v VariantReport) htmlCell { return text(numfmt.Millis(v.LatencyMS.P99)) })
 	row("out of range", func(v VariantReport) htmlCell { return text(strconv.FormatInt(v.LatencyMS.OutOfRange, 10)) })
 	row("mean vs baseline", func(v VariantReport) htmlCell {
 		if v.Comparison == nil {

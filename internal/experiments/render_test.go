@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/numfmt"
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // parseHTML walks the page with encoding/xml in strict mode (our template
@@ -64,7 +67,7 @@ func TestRenderHTML(t *testing.T) {
 		"iris", "control (baseline)", "treatment",
 		"2000", "500", // requests
 		"5.00%", "1.00%", // error rates
-		millis(tr.LatencyMS.P99),
+		numfmt.Millis(tr.LatencyMS.P99),
 		"p " + pvalue(*tr.Comparison.ErrorRate.PValue) + " ✔ variant wins",
 		"Outcome: click", "Outcome: revenue",
 		interval(reps[0].Outcomes[1].Variants[1].CI95),
@@ -143,15 +146,7 @@ func TestRenderTextAligned(t *testing.T) {
 	out := buf.String()
 	t.Logf("\n%s", out)
 	lines := strings.Split(out, "\n")
-	find := func(prefix string) string {
-		for _, l := range lines {
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		}
-		t.Fatalf("no line starting with %q in\n%s", prefix, out)
-		return ""
-	}
+	find := func(prefix string) string { t.Helper(); return testutil.TableLine(t, out, prefix) }
 	header := find("VARIANT")
 	control, treatment := find("control (baseline)"), find("treatment ")
 	tr := reps[0].Variants[1]
@@ -164,18 +159,12 @@ func TestRenderTextAligned(t *testing.T) {
 		{"REQUESTS", treatment, "500"},
 		{"ERRORS", treatment, "5 "},
 		{"ERR%", control, "5.00%"},
-		{"P99", treatment, millis(tr.LatencyMS.P99)},
+		{"P99", treatment, numfmt.Millis(tr.LatencyMS.P99)},
 		{"ERR P", control, "- "},
 		{"ERR P", treatment, pvalue(*tr.Comparison.ErrorRate.PValue) + "*"},
 		{"LAT P", treatment, pvalue(*tr.Comparison.Latency.PValue) + "*"},
 	} {
-		at := strings.Index(c.row, c.cell)
-		if c.column == "LAT P" { // the same text is in ERR P too
-			at = strings.LastIndex(c.row, c.cell)
-		}
-		if col := strings.Index(header, c.column); col < 0 || col != at {
-			t.Errorf("%q at column %d, header %q at %d:\n%s\n%s", c.cell, at, c.column, col, header, c.row)
-		}
+		testutil.InColumn(t, header, c.row, c.column, c.cell)
 	}
 	outcomeHeader := find("OUTCOME")
 	revenue := find("revenue  treatment")

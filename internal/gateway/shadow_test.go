@@ -21,6 +21,17 @@ import (
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
+// shadowed is a config with a primary pool "p" and a candidate pool "cand"
+// at the given addresses, and routes (YAML list items) using them.
+func shadowed(routes, primary, candidate string) string {
+	return fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
+routes:
+%s`, primary, candidate, routes)
+}
+
 // shadowReport reads GET /admin/shadow and returns the named route's report.
 func shadowReport(t *testing.T, g *testGateway, route string) shadow.RouteReport {
 	t.Helper()
@@ -82,12 +93,7 @@ func TestShadowMirrorsAMarkedCopyOfTheRequest(t *testing.T) {
 		}
 		jsonEcho(ctx)
 	})
-	g := startGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
-routes:
-  - name: main
+	g := startGateway(t, shadowed(`  - name: main
     match: {path_prefix: /api}
     strip_prefix: /api
     pool: p
@@ -130,12 +136,7 @@ func TestShadowSamplesStickyKeysDeterministically(t *testing.T) {
 		mu.Unlock()
 		jsonEcho(ctx)
 	})
-	g := startGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
-routes:
-  - name: main
+	g := startGateway(t, shadowed(`  - name: main
     split:
       sticky: header:X-User-Id
       variants: [{name: only, pool: p, weight: 1}]
@@ -245,12 +246,7 @@ func TestShadowDropsBeyondItsInFlightCap(t *testing.T) {
 		<-release
 		jsonEcho(ctx)
 	})
-	g := startGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
-routes:
-  - {name: main, pool: p, shadow: {pool: cand, percent: 100, max_in_flight: 2, timeout: 10s}}
+	g := startGateway(t, shadowed(`  - {name: main, pool: p, shadow: {pool: cand, percent: 100, max_in_flight: 2, timeout: 10s}}
 `, testutil.Backend(t, jsonEcho), blocked))
 	// Every request is answered while both mirror slots are stuck.
 	for i := range 20 {
@@ -273,12 +269,7 @@ routes:
 // primary got. Both sides echo the request, so a copy read after fasthttp
 // recycled the client's request would mismatch (and -race would see it).
 func TestShadowCopiesStayIntactUnderConcurrentLoad(t *testing.T) {
-	g := startGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
-routes:
-  - {name: main, pool: p, shadow: {pool: cand, percent: 100, max_in_flight: 10000}}
+	g := startGateway(t, shadowed(`  - {name: main, pool: p, shadow: {pool: cand, percent: 100, max_in_flight: 10000}}
 `, testutil.Backend(t, jsonEcho), testutil.Backend(t, jsonEcho)))
 	const clients, each = 16, 100
 	var wg sync.WaitGroup
@@ -320,12 +311,7 @@ routes:
 
 // The report can be read as a page and started afresh.
 func TestShadowReportPageAndReset(t *testing.T) {
-	g := startGateway(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-pools: {p: {backends: [%s]}, cand: {backends: [%s]}}
-routes:
-  - {name: main, pool: p, shadow: {pool: cand, percent: 100}}
+	g := startGateway(t, shadowed(`  - {name: main, pool: p, shadow: {pool: cand, percent: 100}}
 `, testutil.Backend(t, jsonEcho), testutil.Backend(t, func(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"path":"/","body":"<script>alert(1)</script>","label":"b"}`)
 	})))

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/numfmt"
 	"unicode"
 )
 
@@ -46,7 +48,7 @@ func RenderText(w io.Writer, reports []RouteReport) error {
 			"TIMEOUT\tERROR\tDROPPED\tSKIP BODY\tSKIP PRIMARY\tMISMATCH%\tLABEL%\tDELTA P50\tDELTA P95\tDELTA P99")
 		for _, v := range rep.Variants {
 			textCounters(tw, textVariant(v.Variant), printable(v.Pool, 0), v.Counters,
-				percent(v.Label.Agreement), millis3(v.LatencyDeltaMS.P50), millis3(v.LatencyDeltaMS.P95), millis3(v.LatencyDeltaMS.P99))
+				numfmt.Percent(v.Label.Agreement), numfmt.Millis(v.LatencyDeltaMS.P50), numfmt.Millis(v.LatencyDeltaMS.P95), numfmt.Millis(v.LatencyDeltaMS.P99))
 		}
 		if len(rep.Variants) > 1 {
 			textCounters(tw, "(total)", "-", rep.Totals, "-", "-", "-", "-")
@@ -60,7 +62,7 @@ func RenderText(w io.Writer, reports []RouteReport) error {
 func textCounters(tw io.Writer, variant, pool string, c Counters, label, p50, p95, p99 string) {
 	fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
 		variant, pool, c.Mirrored, c.Compared, c.Matched, c.Mismatched, c.StatusMismatch, c.NotJSON, c.Shadow5xx,
-		c.Timeout, c.Error, c.Dropped, c.SkippedBody, c.SkippedPrimary, percent(c.MismatchRate), label, p50, p95, p99)
+		c.Timeout, c.Error, c.Dropped, c.SkippedBody, c.SkippedPrimary, numfmt.Percent(c.MismatchRate), label, p50, p95, p99)
 }
 
 func textFieldTable(tw io.Writer, rep RouteReport) {
@@ -80,7 +82,7 @@ func textFieldTable(tw io.Writer, rep RouteReport) {
 				break
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", printable(f.Field, 0), textVariant(v.Variant),
-				f.Mismatches, percent(f.Rate), percent(f.NoiseRate), f.Verdict)
+				f.Mismatches, numfmt.Percent(f.Rate), numfmt.Percent(f.NoiseRate), f.Verdict)
 		}
 	}
 }
@@ -153,22 +155,6 @@ func printable(s string, limit int) string {
 		b.WriteString(q[1 : len(q)-1])
 	}
 	return b.String()
-}
-
-// percent is a rate as a percentage, "-" when unknown.
-func percent(x *float64) string {
-	if x == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*x*100, 'f', 2, 64) + "%"
-}
-
-// millis3 is milliseconds to the microsecond, "-" when unknown.
-func millis3(x *float64) string {
-	if x == nil {
-		return "-"
-	}
-	return strconv.FormatFloat(*x, 'f', 3, 64)
 }
 
 // The HTML page is built from a view that the template only walks: every
@@ -381,15 +367,15 @@ func htmlView(rep RouteReport) htmlRoute {
 	count("dropped (in-flight cap)", func(c Counters) int64 { return c.Dropped })
 	count("skipped (request body too large)", func(c Counters) int64 { return c.SkippedBody })
 	count("skipped (primary not comparable)", func(c Counters) int64 { return c.SkippedPrimary })
-	row("mismatch rate", func(v VariantReport) string { return percent(v.Counters.MismatchRate) }, percent(rep.Totals.MismatchRate))
+	row("mismatch rate", func(v VariantReport) string { return numfmt.Percent(v.Counters.MismatchRate) }, numfmt.Percent(rep.Totals.MismatchRate))
 	section("Label agreement")
 	row("label pairs", func(v VariantReport) string { return strconv.FormatInt(v.Label.Pairs, 10) }, "—")
-	row("agreement", func(v VariantReport) string { return percent(v.Label.Agreement) }, "—")
+	row("agreement", func(v VariantReport) string { return numfmt.Percent(v.Label.Agreement) }, "—")
 	section("Latency delta, shadow − primary")
 	row("pairs", func(v VariantReport) string { return strconv.FormatInt(v.LatencyDeltaMS.N, 10) }, "—")
-	row("p50", func(v VariantReport) string { return withUnit(millis3(v.LatencyDeltaMS.P50), " ms") }, "—")
-	row("p95", func(v VariantReport) string { return withUnit(millis3(v.LatencyDeltaMS.P95), " ms") }, "—")
-	row("p99", func(v VariantReport) string { return withUnit(millis3(v.LatencyDeltaMS.P99), " ms") }, "—")
+	row("p50", func(v VariantReport) string { return withUnit(numfmt.Millis(v.LatencyDeltaMS.P50), " ms") }, "—")
+	row("p95", func(v VariantReport) string { return withUnit(numfmt.Millis(v.LatencyDeltaMS.P95), " ms") }, "—")
+	row("p99", func(v VariantReport) string { return withUnit(numfmt.Millis(v.LatencyDeltaMS.P99), " ms") }, "—")
 	section("Noise")
 	row("noise pairs", func(v VariantReport) string { return strconv.FormatInt(v.NoisePairs, 10) }, "—")
 
@@ -407,7 +393,7 @@ func htmlVariantView(v VariantReport) htmlVariant {
 		hv.Fields = append(hv.Fields, htmlField{
 			Field:           f.Field,
 			Mismatches:      strconv.FormatInt(f.Mismatches, 10),
-			Rate:            percent(f.Rate),
+			Rate:            numfmt.Percent(f.Rate),
 			NoiseMismatches: strconv.FormatInt(f.NoiseMismatches, 10),
 			NoiseRate:       noiseCell(f.NoiseRate),
 			Verdict:         f.Verdict,
@@ -460,7 +446,7 @@ func noiseCell(x *float64) string {
 	if x == nil {
 		return "unmeasured"
 	}
-	return percent(x)
+	return numfmt.Percent(x)
 }
 
 // bucketRange names the bucket (lower, upper] in milliseconds.

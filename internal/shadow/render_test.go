@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/numfmt"
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // exampleRegistry is a route with a bit of everything: two variants,
@@ -95,11 +98,11 @@ func TestRenderHTML(t *testing.T) {
 	for _, want := range []string{
 		"Generated 2026-03-02T08:00:00Z",
 		"iris", "iris-v3", "iris-v1", "control (iris-v1)", "treatment (iris-v2)",
-		"101",                                  // mirrored in total
-		"25.00%",                               // mismatch rate of control, and the prediction field's
-		"0.00%",                                // its noise rate
-		"75.00%",                               // label agreement
-		millis3(v0.LatencyDeltaMS.P50) + " ms", // delta with its unit
+		"101",    // mirrored in total
+		"25.00%", // mismatch rate of control, and the prediction field's
+		"0.00%",  // its noise rate
+		"75.00%", // label agreement
+		numfmt.Millis(v0.LatencyDeltaMS.P50) + " ms", // delta with its unit
 		"difference", "shadow 5xx", "dropped (in-flight cap)",
 		`<script>alert("x")</script>`,             // the hostile body, as text
 		`/predict?q=<img src=x onerror=alert(1)>`, // the hostile URI, as text
@@ -142,16 +145,7 @@ func TestRenderText(t *testing.T) {
 	out := buf.String()
 	t.Logf("\n%s", out)
 	lines := strings.Split(out, "\n")
-	find := func(prefix string) string {
-		t.Helper()
-		for _, l := range lines {
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-		}
-		t.Fatalf("no line starting with %q in\n%s", prefix, out)
-		return ""
-	}
+	find := func(prefix string) string { t.Helper(); return testutil.TableLine(t, out, prefix) }
 	header := find("VARIANT")
 	control, treatment, total := find("control "), find("treatment "), find("(total) ")
 	v0 := reps[0].Variants[0]
@@ -168,23 +162,15 @@ func TestRenderText(t *testing.T) {
 		{"MISMATCH%", control, "25.00%"},
 		{"MISMATCH%", treatment, "100.00%"},
 		{"LABEL%", control, "75.00%"},
-		{"DELTA P50", control, millis3(v0.LatencyDeltaMS.P50)},
+		{"DELTA P50", control, numfmt.Millis(v0.LatencyDeltaMS.P50)},
 		{"MIRRORED", total, "102 "},
 	} {
-		col := strings.Index(header, c.column)
-		at := strings.Index(c.row[col:], c.cell)
-		if col < 0 || at != 0 {
-			t.Errorf("%q not in column %q:\n%s\n%s", c.cell, c.column, header, c.row)
-		}
+		testutil.InColumn(t, header, c.row, c.column, c.cell)
 	}
 	fieldHeader := find("FIELD")
 	prediction := find("prediction ")
-	if col := strings.Index(fieldHeader, "MISMATCH%"); !strings.HasPrefix(prediction[col:], "25.00%") {
-		t.Errorf("field mismatch %% misplaced:\n%s\n%s", fieldHeader, prediction)
-	}
-	if col := strings.Index(fieldHeader, "NOISE%"); !strings.HasPrefix(prediction[col:], "0.00%") {
-		t.Errorf("field noise %% misplaced:\n%s\n%s", fieldHeader, prediction)
-	}
+	testutil.InColumn(t, fieldHeader, prediction, "MISMATCH%", "25.00%")
+	testutil.InColumn(t, fieldHeader, prediction, "NOISE%", "0.00%")
 	if !strings.HasSuffix(prediction, "difference") {
 		t.Errorf("verdict missing: %q", prediction)
 	}

@@ -194,3 +194,25 @@ func rowJSON(row []float64) string {
 	b, _ := json.Marshal(row)
 	return string(b)
 }
+
+// wantErrors checks that err mentions every piece of want, or that err is
+// nil when want is empty. It reports whether an error was expected, so the
+// caller can go on checking that the same config is refused elsewhere.
+func wantErrors(t *testing.T, err error, want []string) bool {
+	t.Helper()
+	if len(want) == 0 {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return false
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q does not contain %q", err, w)
+		}
+	}
+	return true
+}
