@@ -126,12 +126,20 @@ func showConfig(w http.ResponseWriter, g Gateway) {
 }
 
 type backendView struct {
-	Addr     string `json:"addr"`
-	Weight   int    `json:"weight"`
-	Healthy  bool   `json:"healthy"`
-	InFlight int64  `json:"in_flight"`
-	Requests uint64 `json:"requests"`
-	Failures uint64 `json:"failures"`
+	Addr   string `json:"addr"`
+	Weight int    `json:"weight"`
+	// Available: the backend may take traffic now (not down, healthy, not
+	// ejected, breaker not open). Healthy is the active health checks'
+	// verdict (true when the pool has none).
+	Available bool `json:"available"`
+	Healthy   bool `json:"healthy"`
+	// Breaker is closed, half_open or open; BreakerOpenUntil is when an
+	// open one lets a probe through.
+	Breaker          string     `json:"breaker"`
+	BreakerOpenUntil *time.Time `json:"breaker_open_until"`
+	InFlight         int64      `json:"in_flight"`
+	Requests         uint64     `json:"requests"`
+	Failures         uint64     `json:"failures"`
 	// EjectedUntil is when the current outlier ejection ends (null when
 	// not ejected); ConsecutiveFailures the current run of failed
 	// attempts; Ejections the ejections in a row, each longer.
@@ -159,15 +167,13 @@ func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
 			v := poolView{Name: name, Balance: pc.Balance, Spawned: pc.Spawn != nil, Backends: []backendView{}}
 			for i, m := range p.Members {
 				b := backendView{
-					Addr: m.Addr, Weight: p.Weight(i), Healthy: p.Available(i),
+					Addr: m.Addr, Weight: p.Weight(i), Available: p.Available(i), Healthy: m.Healthy(),
+					Breaker: m.Breaker().StateName(), BreakerOpenUntil: utcOrNil(m.Breaker().OpenUntil()),
 					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
 					ConsecutiveFailures: m.ConsecutiveFailures(), Ejections: m.Ejections(),
 					SpawnedPID: m.SpawnedPID(), Restarts: m.Restarts(),
 				}
-				if until := m.EjectedUntil(); !until.IsZero() {
-					until = until.UTC()
-					b.EjectedUntil = &until
-				}
+				b.EjectedUntil = utcOrNil(m.EjectedUntil())
 				v.Backends = append(v.Backends, b)
 			}
 			pools = append(pools, v)
@@ -175,6 +181,15 @@ func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
 	}
 	sort.Slice(pools, func(i, j int) bool { return pools[i].Name < pools[j].Name })
 	writeJSON(w, http.StatusOK, map[string]any{"pools": pools})
+}
+
+// utcOrNil is t in UTC, or nil (JSON null) for the zero time.
+func utcOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -37,6 +37,8 @@ type Backend struct {
 	pid      atomic.Int64  // of the process the gateway spawned here; 0 if none
 	restarts atomic.Uint64 // of spawned processes at this address
 	out      outlierState
+	health   healthState
+	breaker  atomic.Pointer[Breaker]
 }
 
 func newBackend(addr string) *Backend { return &Backend{Addr: addr} }
@@ -65,12 +67,13 @@ func (b *Backend) End(failed bool) {
 }
 
 // Available reports whether the backend may take traffic: not marked
-// down (a spawned worker that is starting, stopping or has exited) and not
-// ejected for failing. (Health checks and breakers will have a say too.)
-// The usual case costs two atomic loads; the clock is read only while an
+// down (a spawned worker that is starting, stopping or has exited), not
+// failing its health checks and not ejected for failing. (Its breaker,
+// whose settings belong to a pool, is the pool member's to check.) The
+// usual case costs three atomic loads; the clock is read only while an
 // ejection is on record.
 func (b *Backend) Available() bool {
-	if b.down.Load() {
+	if b.down.Load() || b.health.unhealthy.Load() {
 		return false
 	}
 	return b.out.ejectedUntil.Load() == 0 || !b.Ejected(time.Now())

@@ -476,6 +476,62 @@ routes:
   - {name: r1, pool: p1, shadow: {pool: p2, record: {file: d.jsonl}}}
   - {name: r2, pool: p1, shadow: {pool: p2, record: {file: ./d.jsonl}}}   #!
 `, `already recorded to by route "r1"`},
+
+		// Active health checks.
+		{"health path without slash", poolWith("health:\n      path: health   #!"), `"health" must be a plain path starting with /`},
+		{"health path with a space", poolWith("health:\n      path: \"/he alth\"   #!"), `no spaces`},
+		{"health path with a control character", poolWith("health:\n      path: \"/health\\t\"   #!"), `control characters`},
+		{"health path with a fragment", poolWith("health:\n      path: \"/health#x\"   #!"), `must be a plain path`},
+		{"health interval too short", poolWith("health:\n      interval: 5ms   #!"), `must be 10ms to 1h, got 5ms`},
+		{"health interval too long", poolWith("health:\n      interval: 2h   #!"), `must be 10ms to 1h, got 2h`},
+		{"health jitter longer than interval", poolWith("health:\n      interval: 1s\n      jitter: 2s   #!"), `2s is longer than interval 1s`},
+		{"health timeout longer than interval", poolWith("health:\n      interval: 1s\n      timeout: 1500ms   #!"), `1.5s is longer than interval 1s`},
+		{"health timeout longer than the default interval", poolWith("health:\n      timeout: 3s   #!"), `longer than interval 2s`},
+		{"health negative timeout", poolWith("health:\n      timeout: -1s   #!"), `negative`},
+		{"health healthy_after negative", poolWith("health:\n      healthy_after: -1   #!"), `must be 1 to 100 probes in a row, got -1`},
+		{"health unhealthy_after too many", poolWith("health:\n      unhealthy_after: 101   #!"), `must be 1 to 100 probes in a row, got 101`},
+		{"health unknown key", poolWith("health:\n      uri: /health   #!"), `unknown key "uri"`},
+
+		// Circuit breaker.
+		{"breaker ratio over 1", poolWith("breaker:\n      failure_ratio: 1.5   #!"), `above 0 and at most 1, got 1.5`},
+		{"breaker ratio negative", poolWith("breaker:\n      failure_ratio: -0.1   #!"), `above 0 and at most 1`},
+		{"breaker ratio not a number", poolWith("breaker:\n      failure_ratio: .nan   #!"), `above 0 and at most 1`},
+		{"breaker min_requests negative", poolWith("breaker:\n      min_requests: -1   #!"), `must be 1 to 1000000, got -1`},
+		{"breaker min_requests too many", poolWith("breaker:\n      min_requests: 1000001   #!"), `must be 1 to 1000000`},
+		{"breaker consecutive_failures too many", poolWith("breaker:\n      consecutive_failures: 2000000   #!"), `must be 1 to 1000000`},
+		{"breaker half_open_requests too many", poolWith("breaker:\n      half_open_requests: 1001   #!"), `must be 1 to 1000, got 1001`},
+		{"breaker open_for too short", poolWith("breaker:\n      open_for: 1ms   #!"), `must be 10ms to 1h, got 1ms`},
+		{"breaker open_for too long", poolWith("breaker:\n      open_for: 90m   #!"), `must be 10ms to 1h, got 1h30m`},
+		{"breaker window too short", poolWith("breaker:\n      window: 50ms   #!"), `must be 100ms to 1h, got 50ms`},
+		{"breaker window too long", poolWith("breaker:\n      window: 61m   #!"), `got 1h1m`},
+		{"breaker unknown key", poolWith("breaker:\n      max_failures: 3   #!"), `unknown key "max_failures"`},
+
+		// Fallback.
+		{"fallback unknown pool", routeWith("fallback: p9   #!"), `unknown pool "p9" (defined: p1, p2)`},
+		{"fallback to the route's own pool", routeWith("fallback: p1   #!"), `"p1" is the route's only pool: it would fall back to itself`},
+		{"fallback to a split's only pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    split:
+      variants: [{name: a, pool: p1, weight: 9}, {name: b, pool: p1, weight: 1}]
+    fallback: p1   #!
+`, `would fall back to itself`},
+
+		// Retries.
+		{"retries attempts negative", routeWith("retries:\n      attempts: -1   #!"), `must be 0 (off) to 10, got -1`},
+		{"retries attempts too many", routeWith("retries:\n      attempts: 11   #!"), `must be 0 (off) to 10, got 11`},
+		{"retries attempts not a number", routeWith("retries:\n      attempts: many   #!"), `wrong type`},
+		{"retries not a mapping", routeWith("retries: [connect_error]   #!"), `wrong type: list where a mapping is expected`},
+		{"retries unknown condition", routeWith("retries:\n      on:\n        - connect_error\n        - reset   #!"), `unknown condition "reset" (one of connect_error, timeout, bad_response, no_free_conn, http_5xx, or a status code 500 to 599)`},
+		{"retries on a 4xx status", routeWith("retries:\n      on: [\"429\"]   #!"), `unknown condition "429"`},
+		{"retries on a status beyond 599", routeWith("retries:\n      on: [600]   #!"), `unknown condition "600"`},
+		{"retries on a padded status", routeWith("retries:\n      on: [\"0503\"]   #!"), `unknown condition "0503"`},
+		{"retries on 5xx spelled loosely", routeWith("retries:\n      on: [5xx]   #!"), `unknown condition "5xx"`},
+		{"retries condition listed twice", routeWith("retries:\n      on:\n        - timeout\n        - timeout   #!"), `"timeout" is listed twice`},
+		{"retries status listed twice, once unquoted", routeWith("retries:\n      on:\n        - \"503\"\n        - 503   #!"), `"503" is listed twice`},
+		{"retries budget negative", routeWith("retries:\n      budget_percent: -5   #!"), `must be above 0 and at most 100, got -5`},
+		{"retries budget over 100", routeWith("retries:\n      budget_percent: 150   #!"), `must be above 0 and at most 100, got 150`},
+		{"retries unknown key", routeWith("retries:\n      attempt: 2   #!"), `unknown key "attempt"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -520,7 +576,12 @@ func TestParseAppliesDocumentedDefaults(t *testing.T) {
 		{"pool max_conns", cfg.Pools["p1"].MaxConns, 512},
 		{"pool timeout", cfg.Pools["p1"].Timeout.D(), 30 * time.Second},
 		{"pool outlier", cfg.Pools["p1"].Outlier, Outlier{ConsecutiveFailures: 5, EjectFor: Duration(30 * time.Second), MaxEjectFor: Duration(300 * time.Second), MaxEjectedPercent: 50}},
+		{"pool health", cfg.Pools["p1"].Health, (*Health)(nil)},
+		{"pool breaker", cfg.Pools["p1"].Breaker, Breaker{FailureRatio: 0.5, MinRequests: 20, ConsecutiveFailures: 5,
+			OpenFor: Duration(10 * time.Second), HalfOpenRequests: 1, Window: Duration(10 * time.Second)}},
 		{"backend weight", cfg.Pools["p1"].Backends[0].Weight, 1},
+		{"route fallback", cfg.Routes[0].Fallback, ""},
+		{"route retries", cfg.Routes[0].Retries, &Retries{Attempts: 1, On: []string{"connect_error"}, BudgetPercent: 20}},
 		{"route max_body from server.max_body", cfg.Routes[0].MaxBody, ByteSize(1 << 20)},
 		{"route timeout", cfg.Routes[0].Timeout.D(), time.Duration(0)},
 		{"route strip_prefix", cfg.Routes[0].StripPrefix, ""},
@@ -566,6 +627,8 @@ pools:
     max_conns: 64
     timeout: 750ms
     outlier: {consecutive_failures: 3, eject_for: 10s, max_eject_for: 1m, max_ejected_percent: 34}
+    health: {path: /health, interval: 2s, timeout: 500ms, healthy_after: 2, unhealthy_after: 3}
+    breaker: {failure_ratio: 0.25, min_requests: 40, consecutive_failures: 7, open_for: 15s, half_open_requests: 2, window: 30s}
   iris-v2: {backends: ["[::1]:9103"], balance: round_robin}
 routes:
   - name: iris
@@ -576,7 +639,9 @@ routes:
       headers: {X-Tenant: acme}
     strip_prefix: /v1/models/iris
     pool: iris-v1
+    fallback: iris-v2
     timeout: 1s
+    retries: {attempts: 2, on: [connect_error, "503"], budget_percent: 20}
     max_body: 256KiB
     shadow:
       pool: iris-v2
@@ -614,12 +679,19 @@ routes:
 				Backends: []Backend{{Addr: "127.0.0.1:9101", Weight: 1}, {Addr: "127.0.0.1:9102", Weight: 3}},
 				Balance:  "p2c", MaxConns: 64, Timeout: Duration(750 * time.Millisecond),
 				Outlier: Outlier{ConsecutiveFailures: 3, EjectFor: Duration(10 * time.Second), MaxEjectFor: Duration(time.Minute), MaxEjectedPercent: 34},
+				Health: &Health{Path: "/health", Interval: Duration(2 * time.Second), Jitter: Duration(200 * time.Millisecond),
+					Timeout: Duration(500 * time.Millisecond), HealthyAfter: 2, UnhealthyAfter: 3},
+				Breaker: Breaker{FailureRatio: 0.25, MinRequests: 40, ConsecutiveFailures: 7, OpenFor: Duration(15 * time.Second),
+					HalfOpenRequests: 2, Window: Duration(30 * time.Second)},
 			},
 			"iris-v2": {
 				Backends: []Backend{{Addr: "[::1]:9103", Weight: 1}},
 				Balance:  "round_robin", MaxConns: DefaultMaxConns, Timeout: Duration(DefaultPoolTimeout),
 				Outlier: Outlier{ConsecutiveFailures: DefaultOutlierFailures, EjectFor: Duration(DefaultOutlierEjectFor),
 					MaxEjectFor: Duration(DefaultOutlierMaxEjectFor), MaxEjectedPercent: DefaultOutlierMaxEjectedPct},
+				Breaker: Breaker{FailureRatio: DefaultBreakerFailureRatio, MinRequests: DefaultBreakerMinRequests,
+					ConsecutiveFailures: DefaultBreakerFailures, OpenFor: Duration(DefaultBreakerOpenFor),
+					HalfOpenRequests: DefaultBreakerHalfOpen, Window: Duration(DefaultBreakerWindow)},
 			},
 		},
 		Routes: []*Route{
@@ -633,7 +705,9 @@ routes:
 				},
 				StripPrefix: "/v1/models/iris",
 				Pool:        "iris-v1",
+				Fallback:    "iris-v2",
 				Timeout:     Duration(time.Second),
+				Retries:     &Retries{Attempts: 2, On: []string{"connect_error", "503"}, BudgetPercent: 20},
 				MaxBody:     256 << 10,
 				Shadow: &Shadow{
 					Pool: "iris-v2", Percent: 25, MaxBody: 64 << 10, MaxInFlight: 16, Timeout: Duration(2 * time.Second),
@@ -645,7 +719,7 @@ routes:
 					Record: &ShadowRecord{File: filepath.Join(dir, "diffs.jsonl"), MaxBytes: 1 << 20, PerSecond: 2.5},
 				},
 			},
-			{Name: "catch-all", Pool: "iris-v2", MaxBody: 2 << 20},
+			{Name: "catch-all", Pool: "iris-v2", MaxBody: 2 << 20, Retries: DefaultRetries()},
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -835,6 +909,28 @@ routes:
       ` + body + "\n"
 }
 
+// poolWith is a config whose pool p1 holds block (indented as a key of
+// the pool), next to a second pool p2.
+func poolWith(block string) string {
+	return `pools:
+  p1:
+    backends: [127.0.0.1:9101]
+    ` + block + `
+  p2: {backends: [127.0.0.1:9102]}
+routes: [{name: r1, pool: p1}]
+`
+}
+
+// routeWith is a config whose route r1 (on pool p1; p2 is defined too)
+// holds block, indented as a key of the route.
+func routeWith(block string) string {
+	return `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    pool: p1
+    ` + block + "\n"
+}
+
 func TestShadowDefaults(t *testing.T) {
 	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102], timeout: 3s}}
 routes:
@@ -879,6 +975,161 @@ routes: [{name: r1, pool: byaddr}]
 	sp := cfg.Pools["byport"].Spawn
 	if sp.Replicas != 1 || sp.StartTimeout.D() != DefaultStartTimeout || sp.StopTimeout.D() != DefaultStopTimeout {
 		t.Errorf("port-range spawn defaults: %+v", sp)
+	}
+}
+
+// Active checks run only for a pool with a health block; what the block
+// leaves out takes the defaults, jitter and timeout following interval.
+func TestHealthDefaults(t *testing.T) {
+	ms := func(n int) Duration { return Duration(time.Duration(n) * time.Millisecond) }
+	cases := []struct {
+		name  string
+		block string
+		want  *Health
+	}{
+		{"no block, no checks", "", nil},
+		{"empty block", "health: {}",
+			&Health{Path: "/health", Interval: ms(2000), Jitter: ms(200), Timeout: ms(500), HealthyAfter: 2, UnhealthyAfter: 3}},
+		{"jitter a tenth of a set interval", "health: {interval: 10s}",
+			&Health{Path: "/health", Interval: ms(10000), Jitter: ms(1000), Timeout: ms(500), HealthyAfter: 2, UnhealthyAfter: 3}},
+		{"timeout capped by a short interval", "health: {interval: 100ms}",
+			&Health{Path: "/health", Interval: ms(100), Jitter: ms(10), Timeout: ms(100), HealthyAfter: 2, UnhealthyAfter: 3}},
+		{"everything set is kept", "health: {path: \"/ready?deep=1\", interval: 5s, jitter: 5s, timeout: 5s, healthy_after: 1, unhealthy_after: 100}",
+			&Health{Path: "/ready?deep=1", Interval: ms(5000), Jitter: ms(5000), Timeout: ms(5000), HealthyAfter: 1, UnhealthyAfter: 100}},
+		{"smallest interval", "health: {interval: 10ms}",
+			&Health{Path: "/health", Interval: ms(10), Jitter: ms(1), Timeout: ms(10), HealthyAfter: 2, UnhealthyAfter: 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, "pools:\n  p1:\n    backends: [127.0.0.1:9101]\n    "+tc.block+"\nroutes: [{name: r1, pool: p1}]\n")
+			if got := cfg.Pools["p1"].Health; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("health = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A breaker block sets what it names; the rest keeps the defaults.
+func TestBreakerPartialBlockKeepsOtherDefaults(t *testing.T) {
+	cfg := mustParse(t, poolWith("breaker: {failure_ratio: 1, open_for: 10ms}"))
+	want := Breaker{FailureRatio: 1, MinRequests: DefaultBreakerMinRequests, ConsecutiveFailures: DefaultBreakerFailures,
+		OpenFor: Duration(10 * time.Millisecond), HalfOpenRequests: DefaultBreakerHalfOpen, Window: Duration(DefaultBreakerWindow)}
+	if got := cfg.Pools["p1"].Breaker; got != want {
+		t.Errorf("breaker = %+v, want %+v", got, want)
+	}
+}
+
+// Every route retries: without a block, once on connect_error. In a
+// block, attempts left out is still one retry, while attempts: 0 turns
+// retries off; on and budget_percent take their defaults when left out.
+func TestRetriesDefaults(t *testing.T) {
+	cases := []struct {
+		name  string
+		block string
+		want  *Retries
+	}{
+		{"no block", "", &Retries{Attempts: 1, On: []string{"connect_error"}, BudgetPercent: 20}},
+		{"null block is no block", "retries:", &Retries{Attempts: 1, On: []string{"connect_error"}, BudgetPercent: 20}},
+		{"empty block", "retries: {}", &Retries{Attempts: 1, On: []string{"connect_error"}, BudgetPercent: 20}},
+		{"attempts left out is one retry", "retries: {on: [timeout]}", &Retries{Attempts: 1, On: []string{"timeout"}, BudgetPercent: 20}},
+		{"attempts 0 turns retries off", "retries: {attempts: 0}", &Retries{Attempts: 0, On: []string{"connect_error"}, BudgetPercent: 20}},
+		{"empty on list is connect_error", "retries: {attempts: 3, on: []}", &Retries{Attempts: 3, On: []string{"connect_error"}, BudgetPercent: 20}},
+		{"budget 0 is the default", "retries: {budget_percent: 0}", &Retries{Attempts: 1, On: []string{"connect_error"}, BudgetPercent: 20}},
+		// Unquoted, 503 is a YAML integer; it must read as the code.
+		{"status codes quoted or not", "retries: {attempts: 10, on: [http_5xx, 503, \"502\", 599], budget_percent: 100, non_idempotent: true}",
+			&Retries{Attempts: 10, On: []string{"http_5xx", "503", "502", "599"}, BudgetPercent: 100, NonIdempotent: true}},
+		{"every condition", "retries:\n      on: [connect_error, timeout, bad_response, no_free_conn, http_5xx, \"500\"]\n      budget_percent: 0.5",
+			&Retries{Attempts: 1, On: []string{"connect_error", "timeout", "bad_response", "no_free_conn", "http_5xx", "500"}, BudgetPercent: 0.5}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := mustParse(t, routeWith(tc.block))
+			if got := cfg.Routes[0].Retries; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("retries = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+
+	// attempts: 0 reached through an alias or a merge key counts as
+	// written, and a key next to the merge overrides it.
+	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - {name: base, pool: p1, retries: &off {attempts: 0, on: [timeout]}}
+  - {name: merged, pool: p1, retries: {<<: *off}}
+  - {name: overridden, pool: p1, retries: {<<: *off, attempts: 2}}
+  - {name: alias, pool: p1, retries: *off}
+`)
+	for i, want := range []int{0, 0, 2, 0} {
+		if got := cfg.Routes[i].Retries.Attempts; got != want {
+			t.Errorf("route %s: attempts = %d, want %d", cfg.Routes[i].Name, got, want)
+		}
+	}
+
+	// Each route has a retries block of its own, never a shared one.
+	cfg = mustParse(t, "pools: {p1: {backends: [127.0.0.1:9101]}}\nroutes: [{name: a, pool: p1}, {name: b, pool: p1}]\n")
+	if a, b := cfg.Routes[0].Retries, cfg.Routes[1].Retries; a == b || &a.On[0] == &b.On[0] {
+		t.Errorf("two routes share one default retries block")
+	}
+}
+
+// A fallback may be any defined pool the route does not send everything
+// to already: another pool, or one arm of a split or blue-green route.
+func TestFallbackAccepted(t *testing.T) {
+	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}, p3: {backends: [127.0.0.1:9103]}}
+routes:
+  - {name: plain, pool: p1, fallback: p2}
+  - name: split-arm
+    split: {variants: [{name: a, pool: p1, weight: 9}, {name: b, pool: p2, weight: 1}]}
+    fallback: p1
+  - {name: bg-idle, blue_green: {blue: p1, green: p2, active: blue}, fallback: p2}
+  - {name: bg-other, blue_green: {blue: p1, green: p2, active: green}, fallback: p3}
+`)
+	for i, want := range []string{"p2", "p1", "p2", "p3"} {
+		if got := cfg.Routes[i].Fallback; got != want {
+			t.Errorf("route %s: fallback = %q, want %q", cfg.Routes[i].Name, got, want)
+		}
+	}
+}
+
+// The pool and route resilience keys exactly as SPEC.md section 2 shows
+// them parse, and mean what they say.
+func TestParseSpecResilienceExample(t *testing.T) {
+	cfg := mustParse(t, `pools:
+  iris-v1:
+    backends: [127.0.0.1:9101, 127.0.0.1:9102]
+    balance: least_pending
+    max_conns: 512
+    timeout: 2s
+    health:  {path: /health, interval: 2s, timeout: 500ms, healthy_after: 2, unhealthy_after: 3}
+    outlier: {consecutive_failures: 5, eject_for: 30s, max_ejected_percent: 50}
+    breaker: {failure_ratio: 0.5, min_requests: 20, consecutive_failures: 5, open_for: 10s, half_open_requests: 1}
+  iris-v2: {backends: [127.0.0.1:9103]}
+routes:
+  - name: iris
+    match: {path_prefix: /v1/models/iris, methods: [POST]}
+    pool: iris-v2
+    fallback: iris-v1
+    timeout: 1s
+    retries: {attempts: 2, on: [connect_error, "503"], budget_percent: 20}
+`)
+	p := cfg.Pools["iris-v1"]
+	wantHealth := &Health{Path: "/health", Interval: Duration(2 * time.Second), Jitter: Duration(200 * time.Millisecond),
+		Timeout: Duration(500 * time.Millisecond), HealthyAfter: 2, UnhealthyAfter: 3}
+	if !reflect.DeepEqual(p.Health, wantHealth) {
+		t.Errorf("health = %+v, want %+v", p.Health, wantHealth)
+	}
+	wantBreaker := Breaker{FailureRatio: 0.5, MinRequests: 20, ConsecutiveFailures: 5, OpenFor: Duration(10 * time.Second),
+		HalfOpenRequests: 1, Window: Duration(DefaultBreakerWindow)}
+	if p.Breaker != wantBreaker {
+		t.Errorf("breaker = %+v, want %+v", p.Breaker, wantBreaker)
+	}
+	r := cfg.Routes[0]
+	wantRetries := &Retries{Attempts: 2, On: []string{"connect_error", "503"}, BudgetPercent: 20}
+	if r.Fallback != "iris-v1" || !reflect.DeepEqual(r.Retries, wantRetries) {
+		t.Errorf("route fallback %q, retries %+v; want iris-v1, %+v", r.Fallback, r.Retries, wantRetries)
+	}
+	if cfg.Pools["iris-v2"].Health != nil {
+		t.Errorf("iris-v2 has no health block but got active checks")
 	}
 }
 

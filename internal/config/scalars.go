@@ -92,6 +92,19 @@ func (b *Backend) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// UnmarshalYAML decodes a retries block. Unlike other integers, attempts
+// 0 has a meaning of its own (retries off), so a block that leaves the key
+// out gets DefaultRetryAttempts here, where absent can still be told from
+// 0: "retries: {on: [timeout]}" is one retry, "retries: {attempts: 0}"
+// none. The other fields take their defaults in applyDefaults.
+func (r *Retries) UnmarshalYAML(n *yaml.Node) error {
+	type plain Retries // the same fields without this method
+	p := plain{Attempts: DefaultRetryAttempts}
+	err := n.Decode(&p)
+	*r = Retries(p)
+	return err
+}
+
 func typeError(n *yaml.Node, format string, args ...any) error {
 	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
 }

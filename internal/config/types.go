@@ -124,6 +124,61 @@ type Pool struct {
 	// that fails consecutive_failures attempts in a row is taken out of
 	// rotation for a while. Zero: the defaults.
 	Outlier Outlier `yaml:"outlier" json:"outlier"`
+	// Health, when set, probes every backend of the pool on an interval;
+	// a backend that fails unhealthy_after probes in a row leaves rotation
+	// until it passes healthy_after in a row. Zero: no active checks
+	// (passive ejection and breakers still run).
+	Health *Health `yaml:"health" json:"health,omitempty"`
+	// Breaker tunes the circuit breaker each backend has, which always
+	// runs. Zero: the defaults.
+	Breaker Breaker `yaml:"breaker" json:"breaker"`
+}
+
+// Health is an active health check, after nginx's health_check and
+// Envoy's health_checks: GET path on each backend every interval (plus up
+// to jitter, so that probes of many backends spread out); a 2xx answer
+// within timeout passes, anything else fails.
+type Health struct {
+	// Path is requested with GET. Default /health.
+	Path string `yaml:"path" json:"path"`
+	// Interval between two probes of one backend. Default 2s.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Jitter: each wait is interval plus a random time up to jitter.
+	// Default a tenth of interval.
+	Jitter Duration `yaml:"jitter" json:"jitter"`
+	// Timeout bounds one probe; at most interval. Default 500ms (or
+	// interval, when shorter).
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// HealthyAfter passing probes in a row bring a backend back. Default 2.
+	HealthyAfter int `yaml:"healthy_after" json:"healthy_after"`
+	// UnhealthyAfter failing probes in a row take it out. Default 3.
+	UnhealthyAfter int `yaml:"unhealthy_after" json:"unhealthy_after"`
+}
+
+// Breaker is a backend's circuit breaker (sony/gobreaker): closed, it
+// counts attempts over a rolling window and opens on consecutive_failures
+// failures in a row, or when at least min_requests attempts failed at
+// failure_ratio or more. Open, the backend takes no traffic for open_for;
+// then half_open_requests probes go through, and their success closes it
+// again while a failure reopens it. Failures are refused or broken
+// connections, timeouts and 5xx answers.
+type Breaker struct {
+	// FailureRatio opens the breaker when this share of the window's
+	// attempts failed, above 0 and at most 1. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio" json:"failure_ratio"`
+	// MinRequests is how many attempts the window needs before the ratio
+	// counts. Default 20.
+	MinRequests int `yaml:"min_requests" json:"min_requests"`
+	// ConsecutiveFailures opens the breaker after this many failures in a
+	// row. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures" json:"consecutive_failures"`
+	// OpenFor is how long an open breaker keeps the backend out. Default 10s.
+	OpenFor Duration `yaml:"open_for" json:"open_for"`
+	// HalfOpenRequests are let through once open_for has passed. Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests" json:"half_open_requests"`
+	// Window is how far back the closed breaker's counts reach (rolling,
+	// in tenths of it). Default 10s.
+	Window Duration `yaml:"window" json:"window"`
 }
 
 // Outlier is passive outlier ejection, after Envoy's outlier_detection: a
@@ -201,12 +256,46 @@ type Route struct {
 	// Timeout bounds the whole request upstream; past it the client gets
 	// 504. Zero: only the pool's attempt timeout applies.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Fallback is the spare pool that answers when the chosen pool has no
+	// available backend (or every retry in it failed). X-Sluice-Variant
+	// then names the fallback pool. Zero: a 503 instead.
+	Fallback string `yaml:"fallback" json:"fallback,omitempty"`
+	// Retries says when a failed attempt is tried again on another
+	// backend. Zero: one retry, on connect_error only.
+	Retries *Retries `yaml:"retries" json:"retries,omitempty"`
 	// MaxBody is the request body limit; more gets 413. Zero: server.max_body.
 	MaxBody ByteSize `yaml:"max_body" json:"max_body"`
 	// Shadow mirrors a sample of the route's requests to a candidate pool
 	// and compares its answers with the primary's. Zero: no mirroring.
 	Shadow *Shadow `yaml:"shadow" json:"shadow,omitempty"`
 }
+
+// Retries are further attempts of a failed request, each on a backend not
+// tried yet, all within the route's timeout. A request that reached a
+// backend (anything but connect_error and no_free_conn) is retried only
+// when its method is idempotent (RFC 9110: GET, HEAD, OPTIONS, PUT,
+// DELETE, TRACE) or non_idempotent is set, as with nginx's
+// proxy_next_upstream.
+type Retries struct {
+	// Attempts are tries after the first one, 0 to 10. 0 turns retries off.
+	// Default 1, also in a block that leaves the key out.
+	Attempts int `yaml:"attempts" json:"attempts"`
+	// On lists the failures worth another try: connect_error, timeout,
+	// bad_response, no_free_conn, http_5xx (any 5xx answer), or a status
+	// code from 500 to 599 as a string ("503"). Default [connect_error].
+	On []string `yaml:"on" json:"on"`
+	// BudgetPercent caps retries at this share of the route's requests
+	// over the last 10 seconds (at least 3 in any 10 seconds), so that
+	// retries cannot multiply the load when everything fails. Above 0,
+	// at most 100; default 20.
+	BudgetPercent float64 `yaml:"budget_percent" json:"budget_percent"`
+	// NonIdempotent says the upstream is safe to retry for any method
+	// (model predictions usually are). Default false.
+	NonIdempotent bool `yaml:"non_idempotent" json:"non_idempotent,omitempty"`
+}
+
+// Retry conditions a route's retries.on may name besides status codes.
+var RetryConditions = []string{"connect_error", "timeout", "bad_response", "no_free_conn", "http_5xx"}
 
 // Shadow mirrors a share of a route's traffic to a candidate pool after the
 // primary has answered, compares the two answers, and throws the
@@ -359,6 +448,19 @@ const (
 	DefaultOutlierEjectFor       = 30 * time.Second
 	DefaultOutlierMaxEjectFor    = 300 * time.Second
 	DefaultOutlierMaxEjectedPct  = 50
+	DefaultHealthPath            = "/health"
+	DefaultHealthInterval        = 2 * time.Second
+	DefaultHealthTimeout         = 500 * time.Millisecond
+	DefaultHealthyAfter          = 2
+	DefaultUnhealthyAfter        = 3
+	DefaultBreakerFailureRatio   = 0.5
+	DefaultBreakerMinRequests    = 20
+	DefaultBreakerFailures       = 5
+	DefaultBreakerOpenFor        = 10 * time.Second
+	DefaultBreakerHalfOpen       = 1
+	DefaultBreakerWindow         = 10 * time.Second
+	DefaultRetryAttempts         = 1
+	DefaultRetryBudgetPercent    = 20.0
 	DefaultShadowMaxInFlight     = 64
 	DefaultShadowRecordMaxBytes  = 64 << 20
 	DefaultShadowRecordPerSecond = 10
@@ -381,4 +483,10 @@ func (r *Route) PoolNames() []string {
 		return []string{r.BlueGreen.Blue, r.BlueGreen.Green}
 	}
 	return []string{r.Pool}
+}
+
+// DefaultRetries is what a route without a retries block does: one more
+// try on another backend when a connection was refused.
+func DefaultRetries() *Retries {
+	return &Retries{Attempts: DefaultRetryAttempts, On: []string{"connect_error"}, BudgetPercent: DefaultRetryBudgetPercent}
 }

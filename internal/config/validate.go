@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -44,6 +45,21 @@ func applyDefaults(c *Config) {
 		setDefault(&o.EjectFor, Duration(DefaultOutlierEjectFor))
 		setDefault(&o.MaxEjectFor, max(Duration(DefaultOutlierMaxEjectFor), o.EjectFor))
 		setDefault(&o.MaxEjectedPercent, DefaultOutlierMaxEjectedPct)
+		if h := p.Health; h != nil {
+			setDefault(&h.Path, DefaultHealthPath)
+			setDefault(&h.Interval, Duration(DefaultHealthInterval))
+			setDefault(&h.Jitter, h.Interval/10)
+			setDefault(&h.Timeout, min(Duration(DefaultHealthTimeout), h.Interval))
+			setDefault(&h.HealthyAfter, DefaultHealthyAfter)
+			setDefault(&h.UnhealthyAfter, DefaultUnhealthyAfter)
+		}
+		b := &p.Breaker
+		setDefault(&b.FailureRatio, DefaultBreakerFailureRatio)
+		setDefault(&b.MinRequests, DefaultBreakerMinRequests)
+		setDefault(&b.ConsecutiveFailures, DefaultBreakerFailures)
+		setDefault(&b.OpenFor, Duration(DefaultBreakerOpenFor))
+		setDefault(&b.HalfOpenRequests, DefaultBreakerHalfOpen)
+		setDefault(&b.Window, Duration(DefaultBreakerWindow))
 		if sp := p.Spawn; sp != nil {
 			if sp.Ports != "" {
 				setDefault(&sp.Replicas, 1)
@@ -61,6 +77,16 @@ func applyDefaults(c *Config) {
 		setDefault(&r.MaxBody, s.MaxBody)
 		if r.Split != nil {
 			setDefault(&r.Split.Salt, r.Name)
+		}
+		// An explicit block got its attempts when it was decoded (see
+		// Retries.UnmarshalYAML): 0 there means off, not "the default".
+		if r.Retries == nil {
+			r.Retries = DefaultRetries()
+		} else {
+			if len(r.Retries.On) == 0 {
+				r.Retries.On = []string{"connect_error"}
+			}
+			setDefault(&r.Retries.BudgetPercent, DefaultRetryBudgetPercent)
 		}
 		if sh := r.Shadow; sh != nil {
 			setDefault(&sh.MaxBody, r.MaxBody)
@@ -235,6 +261,10 @@ func validatePools(ck *checker, c *Config) {
 			}
 		}
 		validateOutlier(ck, &p.Outlier, path)
+		if p.Health != nil {
+			validateHealth(ck, p.Health, path)
+		}
+		validateBreaker(ck, &p.Breaker, path)
 		if !slices.Contains(BalancePolicies, p.Balance) {
 			ck.add(path("balance"), "unknown policy %q (one of %s)", p.Balance, strings.Join(BalancePolicies, ", "))
 		}
@@ -308,6 +338,12 @@ func validateRoutes(ck *checker, c *Config) {
 		}
 		names[r.Name] = i
 		validateTarget(ck, c, r, path)
+		if r.Fallback != "" {
+			validateFallback(ck, c, r, path)
+		}
+		if r.Retries != nil {
+			validateRetries(ck, r.Retries, path)
+		}
 		if r.Shadow != nil {
 			validateShadow(ck, c, r, path, recordFiles)
 		}
@@ -410,6 +446,122 @@ func validateOutlier(ck *checker, o *Outlier, path func(...any) []any) {
 	if o.MaxEjectedPercent < 1 || o.MaxEjectedPercent > 100 {
 		ck.add(path("outlier", "max_ejected_percent"), "must be 1 to 100, got %d", o.MaxEjectedPercent)
 	}
+}
+
+// Bounds of the health and breaker settings: a probe or breaker state
+// faster than these would spin, a slower one would never act.
+const (
+	minHealthInterval = 10 * time.Millisecond
+	minBreakerOpenFor = 10 * time.Millisecond
+	minBreakerWindow  = 100 * time.Millisecond
+	maxProbeOrBreaker = time.Hour
+)
+
+func validateHealth(ck *checker, h *Health, path func(...any) []any) {
+	hp := func(key string) []any { return path("health", key) }
+	if !strings.HasPrefix(h.Path, "/") || strings.ContainsFunc(h.Path, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || r == '#'
+	}) {
+		ck.add(hp("path"), "%q must be a plain path starting with / (no spaces, control characters, non-ASCII or #)", h.Path)
+	}
+	inRange := func(key string, d Duration, lo time.Duration) {
+		if d.D() < lo || d.D() > maxProbeOrBreaker {
+			ck.add(hp(key), "must be %s to %s, got %s", durText(lo), durText(maxProbeOrBreaker), durText(d.D()))
+		}
+	}
+	inRange("interval", h.Interval, minHealthInterval)
+	if h.Jitter > h.Interval {
+		ck.add(hp("jitter"), "%s is longer than interval %s: it must be 0 to interval", durText(h.Jitter.D()), durText(h.Interval.D()))
+	}
+	if h.Timeout > h.Interval {
+		ck.add(hp("timeout"), "%s is longer than interval %s: a probe would still run when the next one starts", durText(h.Timeout.D()), durText(h.Interval.D()))
+	}
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"healthy_after", h.HealthyAfter}, {"unhealthy_after", h.UnhealthyAfter}} {
+		if f.n < 1 || f.n > 100 {
+			ck.add(hp(f.key), "must be 1 to 100 probes in a row, got %d", f.n)
+		}
+	}
+}
+
+// durText writes a duration the way an operator would: 1h, not 1h0m0s.
+func durText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func validateBreaker(ck *checker, b *Breaker, path func(...any) []any) {
+	bp := func(key string) []any { return path("breaker", key) }
+	if !(b.FailureRatio > 0 && b.FailureRatio <= 1) {
+		ck.add(bp("failure_ratio"), "must be above 0 and at most 1, got %v", b.FailureRatio)
+	}
+	for _, f := range []struct {
+		key     string
+		n, most int
+	}{
+		{"min_requests", b.MinRequests, 1_000_000},
+		{"consecutive_failures", b.ConsecutiveFailures, 1_000_000},
+		{"half_open_requests", b.HalfOpenRequests, 1000},
+	} {
+		if f.n < 1 || f.n > f.most {
+			ck.add(bp(f.key), "must be 1 to %d, got %d", f.most, f.n)
+		}
+	}
+	for _, f := range []struct {
+		key   string
+		d     Duration
+		least time.Duration
+	}{{"open_for", b.OpenFor, minBreakerOpenFor}, {"window", b.Window, minBreakerWindow}} {
+		if f.d.D() < f.least || f.d.D() > maxProbeOrBreaker {
+			ck.add(bp(f.key), "must be %s to %s, got %s", durText(f.least), durText(maxProbeOrBreaker), durText(f.d.D()))
+		}
+	}
+}
+
+// validateFallback checks that a route's fallback is a defined pool the
+// route does not already send everything to: falling back to the pool
+// that just failed would only fail again.
+func validateFallback(ck *checker, c *Config, r *Route, path func(...any) []any) {
+	poolRef(ck, c)(path("fallback"), r.Fallback)
+	names := r.PoolNames()
+	if len(names) > 0 && !slices.ContainsFunc(names, func(n string) bool { return n != r.Fallback }) {
+		ck.add(path("fallback"), "%q is the route's only pool: it would fall back to itself; name another pool", r.Fallback)
+	}
+}
+
+func validateRetries(ck *checker, rt *Retries, path func(...any) []any) {
+	rp := func(rest ...any) []any { return path(append([]any{"retries"}, rest...)...) }
+	if rt.Attempts < 0 || rt.Attempts > 10 {
+		ck.add(rp("attempts"), "must be 0 (off) to 10, got %d", rt.Attempts)
+	}
+	seen := map[string]bool{}
+	for i, on := range rt.On {
+		switch {
+		case !slices.Contains(RetryConditions, on) && !isRetryStatus(on):
+			ck.add(rp("on", i), "unknown condition %q (one of %s, or a status code 500 to 599)", on, strings.Join(RetryConditions, ", "))
+		case seen[on]:
+			ck.add(rp("on", i), "%q is listed twice", on)
+		}
+		seen[on] = true
+	}
+	if !(rt.BudgetPercent > 0 && rt.BudgetPercent <= 100) {
+		ck.add(rp("budget_percent"), "must be above 0 and at most 100, got %v", rt.BudgetPercent)
+	}
+}
+
+// isRetryStatus reports whether s is a 5xx status code written as three
+// digits, as retries.on takes them ("503", or 503 unquoted).
+func isRetryStatus(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && len(s) == 3 && n >= 500 && n <= 599
 }
 
 // poolRef returns a check that a field names a defined pool.

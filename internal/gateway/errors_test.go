@@ -151,7 +151,7 @@ func TestRefusedConnectionTriesAnotherBackend(t *testing.T) {
 		Pools []struct {
 			Backends []struct {
 				Addr         string     `json:"addr"`
-				Healthy      bool       `json:"healthy"`
+				Available    bool       `json:"available"`
 				EjectedUntil *time.Time `json:"ejected_until"`
 				Ejections    int64      `json:"ejections"`
 			} `json:"backends"`
@@ -160,9 +160,9 @@ func TestRefusedConnectionTriesAnotherBackend(t *testing.T) {
 	adminJSON(t, g.admin+"/admin/pools", &pools)
 	for _, b := range pools.Pools[0].Backends {
 		ejected := b.EjectedUntil != nil && b.EjectedUntil.After(time.Now().Add(25*time.Second))
-		if (b.Addr == dead) != (ejected && !b.Healthy && b.Ejections == 1) {
+		if (b.Addr == dead) != (ejected && !b.Available && b.Ejections == 1) {
 			t.Errorf("backend %s: healthy %v, ejected until %v, ejections %d; want only the dead one ejected for about 30s",
-				b.Addr, b.Healthy, b.EjectedUntil, b.Ejections)
+				b.Addr, b.Available, b.EjectedUntil, b.Ejections)
 		}
 	}
 }

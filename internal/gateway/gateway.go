@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +24,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
+	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/shadow"
@@ -44,6 +46,8 @@ type Gateway struct {
 	workers  *spawn.Supervisor
 	exps     *experiments.Registry
 	shadows  *shadow.Registry
+	health   *health.Checker
+	probed   atomic.Pointer[map[health.Target]probed] // where each health target's probes land
 	initial  *config.Loaded
 	// membership is signalled when a spawned pool's replicas change, so
 	// the snapshot is compiled again with the new addresses.
@@ -91,6 +95,8 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		serveErr:   make(chan error, 2),
 	}
 	g.proxy = proxy.New(g.metrics, log)
+	g.health = health.New(g.probeReport)
+	g.metrics.WatchBackends(g.backendStates)
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
 	return g, nil
 }
@@ -213,6 +219,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if cerr := g.shadows.Close(); cerr != nil {
 		g.log.Error("closing shadow record files", "err", cerr)
 	}
+	g.health.Close()
 	// Workers stop after the clients are drained: nothing runs on them now.
 	workersCtx, workersCancel := context.WithTimeout(context.Background(), g.maxStopTimeout()+5*time.Second)
 	defer workersCancel()
@@ -330,6 +337,7 @@ func (g *Gateway) followMembership(ctx context.Context) {
 		next := proxy.Compile(&config.Loaded{Config: cur.Config, Source: cur.Source, SHA256: cur.SHA256},
 			cur.Generation, g.deps())
 		g.proxy.Swap(next).Retire()
+		g.healthChecks(next)
 		g.reloadMu.Unlock()
 	}
 }

@@ -59,7 +59,7 @@ routes:
 }
 
 // max_ejected_percent keeps part of the pool in rotation even when every
-// backend fails; with the pool's only backend ejected, clients get a fast
+// backend fails (its breaker aside); with the pool's only backend ejected, clients get a fast
 // 503 whose Retry-After says when it comes back.
 func TestEjectionLimitAndRetryAfter(t *testing.T) {
 	var a, b atomic.Int64
@@ -67,7 +67,11 @@ func TestEjectionLimitAndRetryAfter(t *testing.T) {
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
 pools:
-  two: {backends: [%s, %s], balance: round_robin, outlier: {consecutive_failures: 2, max_ejected_percent: 50}}
+  two:
+    backends: [%s, %s]
+    balance: round_robin
+    outlier: {consecutive_failures: 2, max_ejected_percent: 50}
+    breaker: {consecutive_failures: 1000, min_requests: 1000}   # out of the way: this is about ejection
   one: {backends: [%s], outlier: {consecutive_failures: 2, eject_for: 20s}}
 routes:
   - {name: two, match: {path_prefix: /two}, pool: two}

@@ -66,6 +66,7 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
 	}
+	g.healthChecks(next)
 	g.setLastError(nil, "")
 	g.metrics.ConfigApplied(g.generation, float64(time.Now().UnixNano())/1e9)
 }

@@ -43,14 +43,14 @@ type poolsView struct {
 		Spawned  bool
 		Backends []struct {
 			Addr       string
-			Healthy    bool
+			Available  bool
 			SpawnedPID int64 `json:"spawned_pid"`
 			Restarts   uint64
 		}
 	}
 }
 
-// replicas returns addr -> pid of the healthy replicas of pool w.
+// replicas returns addr -> pid of the available replicas of pool w.
 func replicas(t *testing.T, g *testGateway) map[string]int64 {
 	t.Helper()
 	var v poolsView
@@ -58,7 +58,7 @@ func replicas(t *testing.T, g *testGateway) map[string]int64 {
 	out := map[string]int64{}
 	for _, p := range v.Pools {
 		for _, b := range p.Backends {
-			if b.Healthy && b.SpawnedPID > 0 {
+			if b.Available && b.SpawnedPID > 0 {
 				out[b.Addr] = b.SpawnedPID
 			}
 		}

@@ -48,6 +48,7 @@ type Metrics struct {
 	shadowRequests   *prometheus.CounterVec
 	shadowDelta      *prometheus.HistogramVec
 	shadowFields     *prometheus.CounterVec
+	backends         *backendCollector
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
@@ -101,9 +102,16 @@ func New() *Metrics {
 		shadowFields: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_shadow_field_mismatch_total", Help: "Compared pairs in which a field differed, by route and field.",
 		}, []string{"route", "field"}),
+		backends: &backendCollector{
+			up: prometheus.NewDesc("sluice_backend_up",
+				"1 when the backend may take traffic: not down, passing its health checks, not ejected, breaker not open.",
+				[]string{"pool", "backend"}, nil),
+			breaker: prometheus.NewDesc("sluice_breaker_state",
+				"The backend's circuit breaker: 0 closed, 1 half-open, 2 open.", []string{"pool", "backend"}, nil),
+		},
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.backends,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -213,4 +221,41 @@ func (s *ShadowSeries) Count(outcome string) { s.outcomes[outcome].Inc() }
 // the number of distinct fields.
 func (s *ShadowSeries) FieldMismatch(field string) {
 	s.m.shadowFields.WithLabelValues(s.route, field).Inc()
+}
+
+// BackendState is what the backend gauges say of one pool member.
+type BackendState struct {
+	Pool, Backend string
+	Up            bool
+	Breaker       int // 0 closed, 1 half-open, 2 open
+}
+
+// WatchBackends makes sluice_backend_up and sluice_breaker_state read the
+// members' states at every scrape: they change with health, ejection and
+// breakers, not with requests, so nothing on the hot path sets them.
+func (m *Metrics) WatchBackends(states func() []BackendState) { m.backends.states.Store(&states) }
+
+type backendCollector struct {
+	up, breaker *prometheus.Desc
+	states      atomic.Pointer[func() []BackendState]
+}
+
+func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.breaker
+}
+
+func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
+	states := c.states.Load()
+	if states == nil {
+		return
+	}
+	for _, s := range (*states)() {
+		up := 0.0
+		if s.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Pool, s.Backend)
+		ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue, float64(s.Breaker), s.Pool, s.Backend)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -72,10 +73,42 @@ func upstreamFailure(err error) (Failure, string) {
 	return FailUpstreamError, metrics.OutcomeBadResponse
 }
 
-// refused reports whether an attempt failed because nothing accepted the
-// connection, so the request was never sent.
-func refused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED)
+// unavailableError is a request that found no backend to try: every one
+// of its pool (and of the route's fallback) is down, unhealthy, ejected
+// or behind an open breaker. retryAfter is when the first of them may be
+// back, or 0 when nothing says.
+type unavailableError struct{ retryAfter time.Duration }
+
+func (e *unavailableError) Error() string { return "no backend is available" }
+
+// unavailable builds the error for a variant's pool and the route's
+// fallback (nil when none).
+func unavailable(pool *Pool, fallback *Variant) error {
+	d := pool.retryAfter()
+	if fallback != nil {
+		if f := fallback.Pool.retryAfter(); f > 0 && (d == 0 || f < d) {
+			d = f
+		}
+	}
+	return &unavailableError{retryAfter: d}
+}
+
+// failureOf maps what try returned to the client's answer.
+func failureOf(err error) Failure {
+	if _, ok := err.(*unavailableError); ok {
+		return FailUnavailable
+	}
+	f, _ := upstreamFailure(err)
+	return f
+}
+
+// retryAfterOf is how long a 503 should tell the client to wait, when
+// more is known than the default second.
+func retryAfterOf(err error) time.Duration {
+	if u, ok := err.(*unavailableError); ok {
+		return u.retryAfter
+	}
+	return 0
 }
 
 // writeFailure replaces whatever response was under way with the JSON

@@ -13,7 +13,6 @@ package proxy
 import (
 	"bytes"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -113,6 +112,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	var status int
 	var scratch [128]byte
 	v := route.variantFor(ctx, snap.trusted, scratch[:0])
+	served := v
 	if len(ctx.Request.Body()) > route.maxBody {
 		writeFailure(ctx, FailBodyTooLarge, id)
 		status = FailBodyTooLarge.Status
@@ -121,14 +121,15 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		if route.mirror != nil {
 			plan = route.mirror.plan(ctx, v.index, snap.trusted, scratch[:0])
 		}
-		status = p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
-		ctx.Response.Header.Set(headerVariant, v.Name)
+		served, status = p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
+		ctx.Response.Header.Set(headerVariant, served.Name)
 	}
 	elapsed := time.Since(start)
-	v.series.Count(status)
-	v.series.Duration.Observe(elapsed.Seconds())
+	served.series.Count(status)
+	served.series.Duration.Observe(elapsed.Seconds())
 	if v.exp != nil {
-		v.exp.Record(elapsed, status >= 500)
+		// A request the fallback answered is one the variant failed.
+		v.exp.Record(elapsed, status >= 500 || served != v)
 	}
 }
 
@@ -138,11 +139,12 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
 	p.noRoute.Count(f.Status)
 }
 
-// forward sends the request to one backend of the variant's pool and
-// returns the status the client gets. scratch is the caller's buffer.
+// forward sends the request upstream (try says where) and returns who
+// answered (the variant, or the route's fallback) and the status the
+// client gets. scratch is the caller's buffer.
 // When the plan holds mirror copies, they are filled from the rewritten
 // request and sent once the primary has answered.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte, plan *mirrorPlan) int {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte, plan *mirrorPlan) (*Variant, int) {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	removeHopByHop(&req.Header)
@@ -157,50 +159,26 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		stripPrefix(req, route.stripPrefix, scratch[:0])
 	}
 
-	pool := v.Pool
-	deadline := time.Now().Add(pool.timeout)
-	if route.timeout > 0 {
-		if d := start.Add(route.timeout); d.Before(deadline) {
-			deadline = d
-		}
-	}
 	if plan.active() {
 		plan.copyFrom(req)
 	}
-	n := pool.policy.Pick(pool, rand.Uint64())
-	if n < 0 {
-		plan.cancel()
-		writeFailure(ctx, FailUnavailable, id)
-		if d := pool.retryAfter(); d > 0 {
-			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
-		}
-		return FailUnavailable.Status
-	}
-	m := pool.Members[n]
-	sent := time.Now()
-	err := p.attempt(ctx, route, m, deadline, id)
-	// A refused connection means the request never left the gateway: a
-	// worker that just died, or one not listening yet. Any other backend
-	// may take it, whatever the method, as with nginx's default
-	// proxy_next_upstream error. (Retries of requests that reached a
-	// backend are a policy of their own, with a budget.)
-	if err != nil && refused(err) {
-		if other := pool.another(n); other != nil {
-			sent = time.Now()
-			err = p.attempt(ctx, route, other, deadline, id)
-		}
+	served, sent, err := p.try(ctx, route, v, start, id)
+	if served != v {
+		plan.cancel() // the primary did not answer: nothing to compare
 	}
 	if err == nil && plan.active() {
 		err = p.mirrorAfter(ctx, snap, plan, sent, id)
 	}
 	if err != nil {
 		plan.cancel()
-		f, _ := upstreamFailure(err)
-		writeFailure(ctx, f, id)
+		writeFailure(ctx, failureOf(err), id)
+		if d := retryAfterOf(err); d > 0 {
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+		}
 		if clientClose {
 			ctx.SetConnectionClose()
 		}
-		return f.Status
+		return served, failureOf(err).Status
 	}
 
 	resp := &ctx.Response
@@ -214,22 +192,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 		ctx.SetConnectionClose()
 	}
 	resp.Header.SetBytesV(headerRequestID, id)
-	return status
-}
-
-// attempt sends the client's request to one backend, with a log line on
-// failure.
-func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadline time.Time, id []byte) error {
-	ejected, err := m.do(&ctx.Request, &ctx.Response, deadline)
-	if err != nil {
-		_, outcome := upstreamFailure(err)
-		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
-			"outcome", outcome, "request_id", string(id), "err", err)
-	}
-	if ejected {
-		p.logEjection(m)
-	}
-	return err
+	return served, status
 }
 
 // logEjection says that a backend left rotation, and for how long.
@@ -250,33 +213,6 @@ func (p *Proxy) mirrorAfter(ctx *fasthttp.RequestCtx, snap *Snapshot, plan *mirr
 	plan.primary = time.Since(sent)
 	p.dispatch(plan, snap, ctx.Response.StatusCode(), body, id)
 	return nil
-}
-
-// do sends one request to the member and accounts for it: the backend's
-// counters, the upstream metrics and passive outlier ejection. It reports
-// whether this attempt got the backend ejected.
-func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (ejected bool, err error) {
-	m.Begin()
-	start := time.Now()
-	err = m.client.DoDeadline(req, resp, deadline)
-	end := time.Now()
-	m.series.Duration.Observe(end.Sub(start).Seconds())
-	outcome := metrics.OutcomeSuccess
-	switch {
-	case err != nil:
-		_, outcome = upstreamFailure(err)
-	case resp.StatusCode() >= 500:
-		outcome = metrics.OutcomeHTTP5xx
-	}
-	failed := outcome != metrics.OutcomeSuccess
-	m.End(failed)
-	m.series.Count(outcome)
-	// Every connection busy is the gateway's own limit, not the backend
-	// failing: it does not count towards ejection.
-	if outcome != metrics.OutcomeNoConn {
-		ejected = m.Observe(failed, m.pool.outlier, end, m.pool.mayEject)
-	}
-	return ejected, err
 }
 
 var (

@@ -53,6 +53,8 @@ type Route struct {
 	maxBody     int
 	inFlight    prometheus.Gauge
 	mirror      *mirror // nil unless the route has a shadow
+	retries     *retryPolicy
+	fallback    *Variant // the spare pool; nil when the route has none
 	// Experiment is the split route's experiment; nil for other routes.
 	Experiment *experiments.Experiment
 }
@@ -103,13 +105,17 @@ type Pool struct {
 // Member is a backend as one pool uses it.
 type Member struct {
 	*backend.Backend
-	pool   *Pool
-	client *fasthttp.HostClient
-	weight int
-	series *metrics.UpstreamSeries
+	pool    *Pool
+	client  *fasthttp.HostClient
+	breaker *backend.Breaker
+	weight  int
+	series  *metrics.UpstreamSeries
 }
 
 var _ routing.Backends = (*Pool)(nil)
+
+// Breaker is the member's circuit breaker.
+func (m *Member) Breaker() *backend.Breaker { return m.breaker }
 
 // Len is the number of members.
 func (p *Pool) Len() int { return len(p.Members) }
@@ -120,22 +126,11 @@ func (p *Pool) Weight(i int) int { return p.Members[i].weight }
 // Pending is member i's requests in flight.
 func (p *Pool) Pending(i int) int64 { return p.Members[i].Backend.Pending() }
 
-// Available reports whether member i may take traffic.
-func (p *Pool) Available(i int) bool { return p.Members[i].Backend.Available() }
-
-// another returns an available member other than member skip, the least
-// loaded, or nil when there is none.
-func (p *Pool) another(skip int) *Member {
-	best := -1
-	for i := range p.Members {
-		if i != skip && p.Available(i) && (best < 0 || p.Pending(i) < p.Pending(best)) {
-			best = i
-		}
-	}
-	if best < 0 {
-		return nil
-	}
-	return p.Members[best]
+// Available reports whether member i may take traffic: the backend is
+// (not down, healthy, not ejected) and its breaker lets attempts through.
+func (p *Pool) Available(i int) bool {
+	m := p.Members[i]
+	return m.Backend.Available() && m.breaker.Allowing()
 }
 
 // mayEject reports whether one more member may be ejected without passing
@@ -151,13 +146,15 @@ func (p *Pool) mayEject() bool {
 }
 
 // retryAfter is when a pool with no available member may have one again:
-// the end of the earliest ejection, or 0 when no member is ejected (it is
-// down for another reason).
+// the earliest end of an ejection or of an open breaker, or 0 when no
+// member is waiting for either (they are down for another reason).
 func (p *Pool) retryAfter() time.Duration {
 	var first time.Time
 	for _, m := range p.Members {
-		if until := m.EjectedUntil(); !until.IsZero() && (first.IsZero() || until.Before(first)) {
-			first = until
+		for _, until := range [2]time.Time{m.EjectedUntil(), m.breaker.OpenUntil()} {
+			if !until.IsZero() && (first.IsZero() || until.Before(first)) {
+				first = until
+			}
 		}
 	}
 	if first.IsZero() {
@@ -221,9 +218,11 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		}
 		weights := make([]int, len(backends))
 		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
+		breaker := breakerSettings(&pc.Breaker)
 		for i, bc := range backends {
 			b, client := s.lease.Acquire(bc.Addr, settings)
-			p.Members = append(p.Members, &Member{Backend: b, pool: p, client: client, weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
+			p.Members = append(p.Members, &Member{Backend: b, pool: p, client: client, breaker: b.BreakerFor(breaker),
+				weight: bc.Weight, series: m.Upstream(name, bc.Addr)})
 			weights[i] = bc.Weight
 		}
 		// Validation has checked the policy name.
@@ -240,6 +239,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			timeout:     rc.Timeout.D(),
 			maxBody:     int(rc.MaxBody),
 			inFlight:    m.InFlight(rc.Name),
+			retries:     compileRetries(rc.Retries),
 		}
 		variant := func(name, pool string) *Variant {
 			return &Variant{Name: name, Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
@@ -260,6 +260,10 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		for i, v := range r.Variants {
 			v.index = i
 		}
+		if rc.Fallback != "" {
+			r.fallback = variant(rc.Fallback, rc.Fallback)
+			r.fallback.index = -1
+		}
 		if r.mirror = compileMirror(rc, r, s, deps); r.mirror != nil {
 			shadowed[rc.Name] = true
 		}
@@ -272,6 +276,18 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
 	}
 	return s
+}
+
+// breakerSettings converts a pool's breaker block.
+func breakerSettings(b *config.Breaker) backend.BreakerSettings {
+	return backend.BreakerSettings{
+		FailureRatio:        b.FailureRatio,
+		MinRequests:         uint32(b.MinRequests),
+		ConsecutiveFailures: uint32(b.ConsecutiveFailures),
+		HalfOpenRequests:    uint32(b.HalfOpenRequests),
+		OpenFor:             b.OpenFor.D(),
+		Window:              b.Window.D(),
+	}
 }
 
 // enter counts a request as in flight on this snapshot.
@@ -307,7 +323,11 @@ func (s *Snapshot) Ready() []string {
 	var problems []string
 	for _, r := range s.Routes {
 		// The route is ready when the variants it can choose now have a
-		// backend: a blue-green route's idle colour does not count.
+		// backend, or its fallback has: a blue-green route's idle colour
+		// does not count.
+		if r.fallback != nil && r.fallback.Pool.HasAvailable() {
+			continue
+		}
 		for _, v := range r.Variants {
 			if r.reachable(v) && !v.Pool.HasAvailable() {
 				problems = append(problems, "route "+r.Name+": pool "+v.Pool.Name+" has no available backend")
