@@ -10,9 +10,10 @@ import (
 	"github.com/sluice-gw/sluice/internal/metrics"
 )
 
-// maxTried bounds the backends one request remembers having tried: the
-// first attempt, retries.attempts (at most 10) and breaker refusals.
-const maxTried = 16
+// triedOnStack is room for the backends one request tries without
+// allocating: the first attempt, retries.attempts (at most 10) and a few
+// breaker refusals. More still works, on the heap.
+const triedOnStack = 16
 
 // try sends the request upstream in the order failures degrade (SPEC
 // section 2): a backend of the variant's pool, then others of that pool
@@ -30,7 +31,7 @@ func (p *Proxy) try(ctx *fasthttp.RequestCtx, route *Route, v *Variant, start ti
 		deadline = start.Add(route.timeout)
 	}
 	pool := v.Pool
-	var triedBuf [maxTried]*Member
+	var triedBuf [triedOnStack]*Member
 	tried := triedBuf[:0]
 	// The last attempt: who made it, when, how it ended (err nil with a
 	// 5xx answer). answered is nil until an attempt was sent.
@@ -60,9 +61,7 @@ func (p *Proxy) try(ctx *fasthttp.RequestCtx, route *Route, v *Variant, start ti
 		if retry {
 			rp.budget.done()
 		}
-		if len(tried) < maxTried {
-			tried = append(tried, m)
-		}
+		tried = append(tried, m)
 		if err == backend.ErrBreakerOpen {
 			continue // never sent: not an attempt
 		}
