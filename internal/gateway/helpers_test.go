@@ -129,17 +129,8 @@ func adminJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// eventually polls cond every 10ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// eventually polls cond until it holds or timeout passes.
+var eventually = testutil.Eventually
 
 // replaceFile writes data to a temp file beside path and renames it over
 // path, as editors and config management tools do.

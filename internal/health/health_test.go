@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // patience bounds every wait for something that should happen: generous,
@@ -73,13 +75,7 @@ func (r *recorder) waitReports(tb testing.TB, t Target, n int) []outcome {
 // waitFor polls cond until it holds, failing the test after patience.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within %v", what, patience)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(tb, patience, what, cond)
 }
 
 // newChecker returns a checker that is closed when the test ends.
@@ -154,18 +150,6 @@ func hanging(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // slow settings: one probe at once, the next an hour later.
 func slow(path string) Settings {
 	return Settings{Path: path, Interval: time.Hour, Timeout: 2 * time.Second}
@@ -183,7 +167,7 @@ func TestProbeOutcomes(t *testing.T) {
 		{"204 is 2xx", func(t *testing.T) string { return serve(t, status(204, nil)) }, true, ""},
 		{"unavailable", func(t *testing.T) string { return serve(t, status(503, nil)) }, false, "status 503"},
 		{"redirect is not healthy", func(t *testing.T) string { return serve(t, status(302, nil)) }, false, "status 302"},
-		{"refused", closedAddr, false, "connection refused"},
+		{"refused", func(t *testing.T) string { return testutil.ClosedAddr(t) }, false, "connection refused"},
 		{"2xx with a body over the limit passes", func(t *testing.T) string {
 			return serve(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString(big) })
 		}, true, ""},
@@ -336,7 +320,7 @@ func TestCloseStopsEveryProberAndWaits(t *testing.T) {
 	healthy := serve(t, status(200, nil))
 	failing := serve(t, status(503, nil))
 	stuck := hanging(t)
-	refused := closedAddr(t)
+	refused := testutil.ClosedAddr(t)
 	time.Sleep(50 * time.Millisecond) // let the servers' own goroutines start
 	baseline := runtime.NumGoroutine()
 

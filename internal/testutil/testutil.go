@@ -106,3 +106,16 @@ func RestartableAddr(t testing.TB) string {
 	t.Fatal("no free port in 12000-19999")
 	return ""
 }
+
+// Eventually polls cond every 5ms until it holds, failing the test once
+// timeout has passed without it.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("not within %v: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

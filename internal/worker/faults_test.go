@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 func TestConfigValidateNamesEveryProblem(t *testing.T) {
@@ -139,16 +141,10 @@ func rawRequest(t *testing.T, addr string) net.Conn {
 	return conn
 }
 
-// waitFor polls cond until it holds or a second passes.
+// waitFor polls cond until it holds or two seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 2*time.Second, what, cond)
 }
 
 // TestHungRequestIsHeldUntilTheClientLeaves: with -hang-rate 1 a
