@@ -2,6 +2,7 @@ package backend
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,16 +39,48 @@ var ErrServerError = errors.New("backend answered 5xx")
 // CircuitBreaker with its state mirrored in atomics, so that choosing a
 // backend never takes the breaker's lock.
 type Breaker struct {
+	addr     string
+	settings BreakerSettings
+	// mu guards cb, which Reset replaces (gobreaker cannot be closed from
+	// outside); an attempt holds it only to read cb.
+	mu        sync.RWMutex
 	cb        *gobreaker.CircuitBreaker[struct{}]
-	settings  BreakerSettings
 	state     atomic.Int32
 	openUntil atomic.Int64 // unix nanoseconds, while open
 }
 
 func newBreaker(addr string, s BreakerSettings) *Breaker {
-	br := &Breaker{settings: s}
-	br.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:         addr,
+	br := &Breaker{addr: addr, settings: s}
+	br.cb = br.newCircuit()
+	return br
+}
+
+// current is the gobreaker attempts go through now.
+func (br *Breaker) current() *gobreaker.CircuitBreaker[struct{}] {
+	br.mu.RLock()
+	defer br.mu.RUnlock()
+	return br.cb
+}
+
+// Reset closes the breaker with fresh counts, for a backend that has
+// visibly come back (its health checks pass again after failing): the
+// failures that opened it belong to the worker that died, and waiting out
+// open_for would keep a healthy backend out of rotation for nothing.
+func (br *Breaker) Reset() {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	br.cb = br.newCircuit()
+	br.state.Store(BreakerClosed)
+	br.openUntil.Store(0)
+}
+
+// newCircuit builds a gobreaker whose transitions the mirror follows for
+// as long as it is br's current one.
+func (br *Breaker) newCircuit() *gobreaker.CircuitBreaker[struct{}] {
+	s := br.settings
+	var cb *gobreaker.CircuitBreaker[struct{}]
+	cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:         br.addr,
 		MaxRequests:  s.HalfOpenRequests,
 		Interval:     s.Window,
 		BucketPeriod: s.Window / 10,
@@ -58,7 +91,13 @@ func newBreaker(addr string, s BreakerSettings) *Breaker {
 		},
 		OnStateChange: func(_ string, _, to gobreaker.State) {
 			// Called under the breaker's lock, so the mirror follows
-			// the transitions in order.
+			// the transitions in order; br.mu keeps a Reset from
+			// slipping between the check and the stores.
+			br.mu.RLock()
+			defer br.mu.RUnlock()
+			if br.cb != cb {
+				return // replaced by Reset: an attempt that outlived it
+			}
 			if to == gobreaker.StateOpen {
 				br.openUntil.Store(time.Now().Add(s.OpenFor).UnixNano())
 			}
@@ -68,7 +107,7 @@ func newBreaker(addr string, s BreakerSettings) *Breaker {
 		// backend failing.
 		IsExcluded: func(err error) bool { return errors.Is(err, fasthttp.ErrNoFreeConns) },
 	})
-	return br
+	return cb
 }
 
 // Do runs one attempt through the breaker: attempt returns the
@@ -76,7 +115,7 @@ func newBreaker(addr string, s BreakerSettings) *Breaker {
 // ErrBreakerOpen when the breaker refused the attempt (open, or half-open
 // with its probes out), else what attempt returned.
 func (br *Breaker) Do(attempt func() error) error {
-	_, err := br.cb.Execute(func() (struct{}, error) { return struct{}{}, attempt() })
+	_, err := br.current().Execute(func() (struct{}, error) { return struct{}{}, attempt() })
 	if err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
 		return ErrBreakerOpen
 	}
@@ -103,7 +142,8 @@ func (br *Breaker) OpenUntil() time.Time {
 // State is the breaker's state now (BreakerClosed, BreakerHalfOpen or
 // BreakerOpen); an open breaker whose time is up reads half-open.
 func (br *Breaker) State() int {
-	return int(br.cb.State())
+	// Not under br.mu: State may run OnStateChange, which takes it.
+	return int(br.current().State())
 }
 
 // StateName is State as /admin/pools writes it.

@@ -19,7 +19,8 @@ func (b *Backend) Healthy() bool { return !b.health.unhealthy.Load() }
 // Probed records one health probe's outcome. unhealthyAfter failures in a
 // row take a healthy backend out; healthyAfter passes in a row bring an
 // unhealthy one back, which also ends any outlier ejection (the worker
-// has visibly come back, as Envoy unejects a host on a passing check).
+// has visibly come back, as Envoy unejects a host on a passing check) and
+// closes an open breaker.
 // It reports whether the backend changed state. Probes of one backend
 // come from one goroutine at a time.
 func (b *Backend) Probed(ok bool, healthyAfter, unhealthyAfter int) (changed bool) {
@@ -29,8 +30,7 @@ func (b *Backend) Probed(ok bool, healthyAfter, unhealthyAfter int) (changed boo
 		if h.passes.Add(1) < int64(healthyAfter) || !h.unhealthy.Load() {
 			return false
 		}
-		b.out.consecutive.Store(0)
-		b.out.ejectedUntil.Store(0)
+		b.forgetFailures()
 		h.unhealthy.Store(false)
 		return true
 	}

@@ -82,13 +82,25 @@ func (b *Backend) Available() bool {
 // SetDown marks the backend out of (true) or back in (false) rotation.
 // Back in means whoever calls it has just seen the worker answer a health
 // probe, so an outlier ejection ends too, as Envoy unejects a host that
-// passes an active health check.
+// passes an active health check, and an open breaker closes.
 func (b *Backend) SetDown(down bool) {
 	if !down {
-		b.out.consecutive.Store(0)
-		b.out.ejectedUntil.Store(0)
+		b.forgetFailures()
 	}
 	b.down.Store(down)
+}
+
+// forgetFailures ends the outlier ejection and closes the breaker of a
+// backend a health probe has just seen answer again after failing: what
+// they hold against it was the failing worker's doing. (The count of
+// ejections in a row stays, so a backend that keeps dying is ejected for
+// longer each time.)
+func (b *Backend) forgetFailures() {
+	b.out.consecutive.Store(0)
+	b.out.ejectedUntil.Store(0)
+	if br := b.breaker.Load(); br != nil {
+		br.Reset()
+	}
 }
 
 // SpawnedPID is the pid of the process the gateway runs at this address, or 0.

@@ -285,8 +285,9 @@ type Retries struct {
 	// code from 500 to 599 as a string ("503"). Default [connect_error].
 	On []string `yaml:"on" json:"on"`
 	// BudgetPercent caps retries at this share of the route's requests
-	// over the last 10 seconds (at least 3 in any 10 seconds), so that
-	// retries cannot multiply the load when everything fails. Above 0,
+	// over the last 10 seconds, so that retries cannot multiply the load
+	// when everything fails. While that share comes to fewer than 3, up to
+	// 3 retries may be in flight at once, so a quiet route still retries. Above 0,
 	// at most 100; default 20.
 	BudgetPercent float64 `yaml:"budget_percent" json:"budget_percent"`
 	// NonIdempotent says the upstream is safe to retry for any method

@@ -145,55 +145,57 @@ func replaceFile(t *testing.T, path, data string) {
 	}
 }
 
-// load is steady client traffic against one URL, for tests that change the
-// gateway under load and count what failed.
-type load struct {
-	stopCh        chan struct{}
-	wg            sync.WaitGroup
-	total, failed atomic.Int64
-	mu            sync.Mutex
-	firstFailure  string
+// traffic is steady client load: clients loops of one request, each on
+// its own keep-alive connection, counting answers by status (0 for a
+// transport error).
+type traffic struct {
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	total  atomic.Int64
+	mu     sync.Mutex
+	codes  map[int]int64
+	first  string // the first failure
 }
 
-// startLoad runs clients loops of GET url, each on its own keep-alive
-// connection, until stop.
-func startLoad(url string, clients int) *load {
-	l := &load{stopCh: make(chan struct{})}
+// startTraffic sends method url with body from clients loops until stop.
+func startTraffic(url, method, body string, clients int) *traffic {
+	tr := &traffic{stopCh: make(chan struct{}), codes: map[int]int64{}}
 	for range clients {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			client := &http.Client{Timeout: 5 * time.Second}
+		tr.wg.Go(func() {
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
 			for {
 				select {
-				case <-l.stopCh:
+				case <-tr.stopCh:
 					return
 				default:
 				}
-				resp, err := client.Get(url)
-				l.total.Add(1)
+				req, _ := http.NewRequest(method, url, strings.NewReader(body))
+				resp, err := client.Do(req)
+				status, answer := 0, []byte(nil)
 				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
+					answer, _ = io.ReadAll(resp.Body)
 					resp.Body.Close()
+					status = resp.StatusCode
 				}
-				if err != nil || resp.StatusCode != 200 {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if l.firstFailure == "" {
-						l.firstFailure = fmt.Sprint(resp, err)
-					}
-					l.mu.Unlock()
+				tr.total.Add(1)
+				tr.mu.Lock()
+				tr.codes[status]++
+				if status != 200 && tr.first == "" {
+					tr.first = fmt.Sprintf("%d %s %v", status, answer, err)
 				}
+				tr.mu.Unlock()
 			}
-		}()
+		})
 	}
-	return l
+	return tr
 }
 
-// stop ends the load and returns the requests sent, the failed ones and
-// the first failure.
-func (l *load) stop() (total, failed int64, first string) {
-	close(l.stopCh)
-	l.wg.Wait()
-	return l.total.Load(), l.failed.Load(), l.firstFailure
+// stop ends the load: requests sent, those not answered 200, answers by
+// status, the first failure.
+func (tr *traffic) stop() (total, failed int64, codes map[int]int64, first string) {
+	close(tr.stopCh)
+	tr.wg.Wait()
+	total = tr.total.Load()
+	return total, total - tr.codes[200], tr.codes, tr.first
 }

@@ -167,7 +167,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 
 	// Load: keep-alive clients hitting the route until told to stop.
-	traffic := startLoad(g.url+"/", 6)
+	traffic := startTraffic(g.url+"/", "GET", "", 6)
 
 	invalid := []func(string) string{
 		func(s string) string { return s + "unknown_top_level: true\n" },
@@ -214,7 +214,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		time.Sleep(time.Until(stepStart.Add(step)))
 	}
-	total, failed, first := traffic.stop()
+	total, failed, _, first := traffic.stop()
 
 	sort.Slice(applyTimes, func(i, j int) bool { return applyTimes[i] < applyTimes[j] })
 	t.Logf("%d rewrites in %v: %d applied (p50 %v, max %v after the write), %d rejected; %d requests, %d failed",

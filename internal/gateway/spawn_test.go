@@ -100,7 +100,7 @@ func TestKilledReplicaComesBack(t *testing.T) {
 	before := replicas(t, g)
 
 	const clients = 4
-	traffic := startLoad(g.url+"/", clients)
+	traffic := startTraffic(g.url+"/", "GET", "", clients)
 	time.Sleep(300 * time.Millisecond)
 
 	var victimAddr string
@@ -119,7 +119,7 @@ func TestKilledReplicaComesBack(t *testing.T) {
 	})
 	back := time.Since(killed)
 	time.Sleep(300 * time.Millisecond)
-	total, failed, _ := traffic.stop()
+	total, failed, _, _ := traffic.stop()
 
 	t.Logf("replica back %v after kill -9; %d requests, %d failed", back.Round(time.Millisecond), total, failed)
 	if failed > clients {
@@ -161,7 +161,7 @@ func TestChangedCommandRollsWithoutFailures(t *testing.T) {
 	eventually(t, 10*time.Second, "two replicas", func() bool { return len(replicas(t, g)) == 2 })
 	old := replicas(t, g)
 
-	traffic := startLoad(g.url+"/", 4)
+	traffic := startTraffic(g.url+"/", "GET", "", 4)
 	replaceFile(t, g.path, spawnConfig(t, 2, "", "version=2", "slowstart=300ms"))
 	eventually(t, 20*time.Second, "every replica on the new command", func() bool {
 		for range 10 {
@@ -171,7 +171,7 @@ func TestChangedCommandRollsWithoutFailures(t *testing.T) {
 		}
 		return len(replicas(t, g)) == 2
 	})
-	total, failed, first := traffic.stop()
+	total, failed, _, first := traffic.stop()
 	if failed > 0 {
 		t.Fatalf("%d of %d requests failed during the rollout (first: %s)", failed, total, first)
 	}
@@ -237,7 +237,7 @@ routes:
 	g := startGateway(t, conf("1"))
 	eventually(t, 10*time.Second, "two replicas", func() bool { return len(replicas(t, g)) == 2 })
 
-	traffic := startLoad(g.url+"/", 3)
+	traffic := startTraffic(g.url+"/", "GET", "", 3)
 	replaceFile(t, g.path, conf("2"))
 	eventually(t, 20*time.Second, "both addresses on the new command", func() bool {
 		var v poolsView
@@ -252,7 +252,7 @@ routes:
 		}
 		return len(replicas(t, g)) == 2
 	})
-	if total, failed, first := traffic.stop(); failed > 0 {
+	if total, failed, _, first := traffic.stop(); failed > 0 {
 		t.Fatalf("%d of %d requests failed during an in-place rollout (first: %s)", failed, total, first)
 	}
 	if got := replicas(t, g); got[a] == 0 || got[b] == 0 {

@@ -147,7 +147,7 @@ routes:
 	if _, body, h := get(t, g.url+"/"); body != "blue-pool" || h.Get("X-Sluice-Variant") != "blue" {
 		t.Fatalf("before the flip: %q, variant %q", body, h.Get("X-Sluice-Variant"))
 	}
-	traffic := startLoad(g.url+"/", 8)
+	traffic := startTraffic(g.url+"/", "GET", "", 8)
 	time.Sleep(200 * time.Millisecond)
 	replaceFile(t, g.path, conf("green"))
 	eventually(t, 2*time.Second, "flip applied", func() bool { return g.Snapshot().Generation == 2 })
@@ -156,7 +156,7 @@ routes:
 			t.Fatalf("after the flip applied: %q, variant %q", body, h.Get("X-Sluice-Variant"))
 		}
 	}
-	total, failed, first := traffic.stop()
+	total, failed, _, first := traffic.stop()
 	if failed != 0 {
 		t.Fatalf("%d of %d requests failed across the flip (first: %s)", failed, total, first)
 	}

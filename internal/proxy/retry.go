@@ -76,10 +76,12 @@ func idempotent(method []byte) bool {
 }
 
 // budgetSeconds is the budget's window: retries are counted against the
-// requests of the last ten seconds. budgetFloor retries may be in flight
-// at once whatever the window says, so that a quiet route still retries
-// its occasional failure (Envoy's retry_budget keeps
-// min_retry_concurrency for the same reason).
+// requests of the last ten seconds. While the window's share comes to
+// fewer than budgetFloor retries, budgetFloor retries may be in flight at
+// once whatever it says, so that a quiet route still retries its
+// occasional failure (Envoy's retry_budget keeps min_retry_concurrency
+// for the same reason: the limit is the larger of the two, never their
+// sum).
 const (
 	budgetSeconds = 10
 	budgetFloor   = 3
@@ -124,9 +126,7 @@ func (b *retryBudget) allow(now time.Time) bool {
 	sec := now.Unix()
 	bk := b.bucket(sec)
 	bk.retries.Add(1)
-	if b.active.Add(1) <= budgetFloor {
-		return true
-	}
+	active := b.active.Add(1)
 	var requests, retries int64
 	for i := range b.buckets {
 		o := &b.buckets[i]
@@ -135,7 +135,13 @@ func (b *retryBudget) allow(now time.Time) bool {
 			retries += o.retries.Load()
 		}
 	}
-	if float64(retries) <= b.percent/100*float64(requests) {
+	// The floor only tops up a share smaller than itself. Granting it on
+	// top of a spent share would let retries pass the budget whenever
+	// fewer than budgetFloor are in flight, which at moderate
+	// concurrency is most of the time: with 8 clients and every backend
+	// failing, nearly every request got its retries.
+	share := b.percent / 100 * float64(requests)
+	if float64(retries) <= share || share < budgetFloor && active <= budgetFloor {
 		return true
 	}
 	b.active.Add(-1)

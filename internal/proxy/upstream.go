@@ -164,6 +164,14 @@ func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline tim
 	failed := outcome != metrics.OutcomeSuccess
 	m.End(failed)
 	m.series.Count(outcome)
+	// A broken or refused connection says the worker died or restarted:
+	// the keep-alive connections pooled to it are as dead, and fasthttp
+	// would hand them out again unchecked, failing requests that never
+	// reached a live worker (a POST then cannot be retried) and ejecting
+	// a restarted worker again. The next attempts dial afresh.
+	if outcome == metrics.OutcomeBadResponse || outcome == metrics.OutcomeConnectError {
+		m.client.CloseIdleConnections()
+	}
 	// Every connection busy is the gateway's own limit, not the backend
 	// failing: it does not count towards ejection.
 	if outcome != metrics.OutcomeNoConn {
