@@ -171,14 +171,15 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	}
 	if err != nil {
 		plan.cancel()
-		writeFailure(ctx, failureOf(err), id)
+		f := failureOf(err)
+		writeFailure(ctx, f, id)
 		if d := retryAfterOf(err); d > 0 {
 			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 		}
 		if clientClose {
 			ctx.SetConnectionClose()
 		}
-		return served, failureOf(err).Status
+		return served, f.Status
 	}
 
 	resp := &ctx.Response
