@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/experiments"
+	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/shadow"
 )
@@ -31,6 +32,8 @@ type Gateway interface {
 	Experiments() *experiments.Registry
 	// Shadows is the comparison state of the shadowed routes.
 	Shadows() *shadow.Registry
+	// Limits is the rate and concurrency limit state of the routes.
+	Limits() *limits.Registry
 }
 
 // LoadError describes a rejected config file.
@@ -75,6 +78,7 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]uint64{"generation": gen})
 	})
 	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
+	api.HandleFunc("GET /admin/limits", func(w http.ResponseWriter, _ *http.Request) { showLimits(w, g.Snapshot(), g.Limits()) })
 	api.HandleFunc("GET /admin/experiments", func(w http.ResponseWriter, r *http.Request) { showExperiments(w, r, g.Experiments()) })
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
 	api.HandleFunc("GET /admin/shadow", func(w http.ResponseWriter, r *http.Request) { showShadow(w, r, g.Shadows()) })

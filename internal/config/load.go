@@ -245,9 +245,12 @@ func nodeAt(n *yaml.Node, path ...any) int {
 				}
 			}
 		case int:
-			if n.Kind == yaml.SequenceNode && s < len(n.Content) {
+			switch {
+			case n.Kind == yaml.SequenceNode && s < len(n.Content):
 				next = n.Content[s]
 				line = next.Line
+			case n.Kind == yaml.MappingNode && s == 0:
+				next = n // a list of one written as its only entry (rate_limit)
 			}
 		}
 		if next == nil {

@@ -532,6 +532,22 @@ routes:
 		{"retries budget negative", routeWith("retries:\n      budget_percent: -5   #!"), `must be above 0 and at most 100, got -5`},
 		{"retries budget over 100", routeWith("retries:\n      budget_percent: 150   #!"), `must be above 0 and at most 100, got 150`},
 		{"retries unknown key", routeWith("retries:\n      attempt: 2   #!"), `unknown key "attempt"`},
+
+		// Limits.
+		{"max_in_flight negative", routeWith("max_in_flight: -1   #!"), `must be 0 (no cap) to 1000000, got -1`},
+		{"rate_limit without rate", routeWith("rate_limit:\n      - {key: client_ip}   #!"), `is required: requests per s, m or h`},
+		{"rate_limit bad rate", routeWith("rate_limit: {rate: 100/day}   #!"), `invalid rate "100/day"`},
+		{"rate_limit zero rate", routeWith("rate_limit: {rate: 0/s}   #!"), `invalid rate "0/s"`},
+		{"rate_limit rate too high", routeWith("rate_limit: {rate: 2000000/s}   #!"), `at most 1000000/s`},
+		{"rate_limit bad key", routeWith("rate_limit: {key: header, rate: 1/s}   #!"), `key source "header" needs a name`},
+		{"rate_limit negative burst", routeWith("rate_limit: {rate: 1/s, burst: -2}   #!"), `must be 1 to 1000000, got -2`},
+		{"rate_limit max_keys too many", routeWith("rate_limit: {rate: 1/s, max_keys: 20000000}   #!"), `must be 1 to 10000000`},
+		{"rate_limit unknown scope", routeWith("rate_limit: {rate: 1/s, scope: cluster}   #!"), `must be local or global, got "cluster"`},
+		{"rate_limit global without redis", routeWith("rate_limit: {rate: 1/s, scope: global}   #!"), `global needs a redis block`},
+		{"rate_limit on_redis_error on a local limit", routeWith("rate_limit: {rate: 1/s, on_redis_error: deny}   #!"), `applies to scope: global only`},
+		{"rate_limit unknown on_redis_error", "redis: {addr: 127.0.0.1:6379}\n" + routeWith("rate_limit: {rate: 1/s, scope: global, on_redis_error: panic}   #!"), `must be local, allow or deny, got "panic"`},
+		{"rate_limit unknown key", routeWith("rate_limit:\n      - rate: 1/s\n        brust: 5   #!"), `unknown key "brust"`},
+		{"rate_limit second entry", routeWith("rate_limit:\n      - {rate: 1/s}\n      - {rate: 1/s, burst: -1}   #!"), `must be 1 to 1000000, got -1`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1016,6 +1032,46 @@ func TestBreakerPartialBlockKeepsOtherDefaults(t *testing.T) {
 		OpenFor: Duration(10 * time.Millisecond), HalfOpenRequests: DefaultBreakerHalfOpen, Window: Duration(DefaultBreakerWindow)}
 	if got := cfg.Pools["p1"].Breaker; got != want {
 		t.Errorf("breaker = %+v, want %+v", got, want)
+	}
+}
+
+// A rate_limit entry may stand alone or in a list; burst defaults to the
+// rate per second rounded up (at least 1), key to client_ip, scope to
+// local, and a global limit falls back to local buckets for 1 replica.
+func TestRateLimitDefaults(t *testing.T) {
+	cfg := mustParse(t, `redis: {addr: 127.0.0.1:6379}
+pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: single
+    pool: p1
+    rate_limit: {rate: 2.5/s}
+  - name: listed
+    pool: p1
+    max_in_flight: 64
+    rate_limit:
+      - {key: header:X-API-Key, rate: 600/m, scope: global}
+      - {rate: 10/h, burst: 3, max_keys: 50}
+`)
+	cases := []struct {
+		name string
+		got  *RateLimit
+		want RateLimit
+	}{
+		{"single mapping", cfg.Routes[0].RateLimit[0], RateLimit{Key: "client_ip", Rate: Rate{2.5, time.Second}, Burst: 3, Scope: ScopeLocal, MaxKeys: DefaultMaxKeys}},
+		{"global", cfg.Routes[1].RateLimit[0], RateLimit{Key: "header:X-API-Key", Rate: Rate{600, time.Minute}, Burst: 10, Scope: ScopeGlobal,
+			OnRedisError: RedisErrorLocal, Replicas: 1, MaxKeys: DefaultMaxKeys}},
+		{"slow rate", cfg.Routes[1].RateLimit[1], RateLimit{Key: "client_ip", Rate: Rate{10, time.Hour}, Burst: 3, Scope: ScopeLocal, MaxKeys: 50}},
+	}
+	for _, tc := range cases {
+		if *tc.got != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, *tc.got, tc.want)
+		}
+	}
+	if len(cfg.Routes[0].RateLimit) != 1 || cfg.Routes[1].MaxInFlight != 64 || cfg.Routes[0].MaxInFlight != 0 {
+		t.Errorf("entries %d, max_in_flight %d and %d", len(cfg.Routes[0].RateLimit), cfg.Routes[1].MaxInFlight, cfg.Routes[0].MaxInFlight)
+	}
+	if got := cfg.Routes[1].RateLimit[1].Rate.String(); got != "10/h" {
+		t.Errorf("rate written back as %q, want 10/h", got)
 	}
 }
 

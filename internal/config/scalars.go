@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +103,72 @@ func (r *Retries) UnmarshalYAML(n *yaml.Node) error {
 	p := plain{Attempts: DefaultRetryAttempts}
 	err := n.Decode(&p)
 	*r = Retries(p)
+	return err
+}
+
+// Rate is a number of events per unit of time, written "100/s", "600/m"
+// or "1000/h" (the number may have a fraction: "0.5/s"). Zero means "not
+// set".
+type Rate struct {
+	N   float64
+	Per time.Duration
+}
+
+var rateUnits = map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}
+
+// ParseRate reads "100/s".
+func ParseRate(s string) (Rate, error) {
+	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	per, known := rateUnits[strings.TrimSpace(unit)]
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || !known || err != nil || n <= 0 || math.IsInf(n, 0) {
+		return Rate{}, fmt.Errorf("invalid rate")
+	}
+	return Rate{N: n, Per: per}, nil
+}
+
+// PerSecond is the rate in events per second.
+func (r Rate) PerSecond() float64 {
+	if r.Per <= 0 {
+		return 0
+	}
+	return r.N / r.Per.Seconds()
+}
+
+// String writes the rate as it is configured.
+func (r Rate) String() string {
+	for u, d := range rateUnits {
+		if d == r.Per {
+			return strconv.FormatFloat(r.N, 'f', -1, 64) + "/" + u
+		}
+	}
+	return ""
+}
+
+// UnmarshalYAML parses the scalar; see Duration.UnmarshalYAML.
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseRate(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return typeError(n, "invalid rate %q (write a positive number per s, m or h, such as 100/s or 600/m)", n.Value)
+	}
+	*r = v
+	return nil
+}
+
+// MarshalJSON writes the rate as text, the way it is configured.
+func (r Rate) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
+
+// UnmarshalYAML accepts one rate_limit entry as a mapping, or a list of them.
+func (l *RateLimits) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var one RateLimit
+		err := n.Decode(&one)
+		*l = RateLimits{&one}
+		return err
+	}
+	var many []*RateLimit
+	err := n.Decode(&many)
+	*l = many
 	return err
 }
 

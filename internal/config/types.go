@@ -268,7 +268,64 @@ type Route struct {
 	// Shadow mirrors a sample of the route's requests to a candidate pool
 	// and compares its answers with the primary's. Zero: no mirroring.
 	Shadow *Shadow `yaml:"shadow" json:"shadow,omitempty"`
+	// MaxInFlight caps the route's requests in progress (on this gateway);
+	// one more is answered 503 unavailable with Retry-After at once,
+	// without waiting, as Envoy's max_requests circuit breaker does. Zero:
+	// no cap.
+	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight,omitempty"`
+	// RateLimit lists token buckets the route's requests must pass, each
+	// keyed by its own key source; every entry applies. A single entry
+	// may be written without the list. Zero: no rate limit.
+	RateLimit RateLimits `yaml:"rate_limit" json:"rate_limit,omitempty"`
 }
+
+// RateLimits are a route's rate_limit entries, in the order they are
+// checked.
+type RateLimits []*RateLimit
+
+// RateLimit is one token bucket per value of a key source (SPEC section
+// 2): burst tokens at the start and at most, refilled at rate; a request
+// takes a token or is answered 429. A request without a value for the key
+// is not limited by the entry, as with nginx's limit_req_zone.
+type RateLimit struct {
+	// Key is the key source whose values get a bucket each: header:NAME,
+	// cookie:NAME, query:NAME, json:dotted.path, client_ip or path.
+	// Default client_ip.
+	Key string `yaml:"key" json:"key"`
+	// Rate refills each bucket: "100/s", "600/m", "1000/h". Required.
+	Rate Rate `yaml:"rate" json:"rate"`
+	// Burst is each bucket's size: how many requests a quiet key may send
+	// at once. Default: the rate per second rounded up, at least 1.
+	Burst int `yaml:"burst" json:"burst"`
+	// Scope is local (each gateway process keeps its own buckets) or global
+	// (the buckets live in the redis block's server and hold across every
+	// replica sharing it). Default local.
+	Scope string `yaml:"scope" json:"scope"`
+	// OnRedisError decides a global limit's requests while Redis is down or
+	// slower than redis.timeout: local (per-process buckets at the rate
+	// and burst divided by replicas), allow, or deny (429). Only for scope
+	// global; default local.
+	OnRedisError string `yaml:"on_redis_error" json:"on_redis_error,omitempty"`
+	// Replicas is how many gateways are expected to share a global limit;
+	// while Redis is down each one falls back to 1/replicas of it. Only for
+	// scope global. Default 1 (each replica falls back to the whole limit).
+	Replicas int `yaml:"replicas" json:"replicas,omitempty"`
+	// MaxKeys bounds the buckets one gateway keeps for the entry; past it
+	// the least recently used key is forgotten (its bucket starts full
+	// again). Default 100000.
+	MaxKeys int `yaml:"max_keys" json:"max_keys"`
+}
+
+// Rate limit scopes and Redis error policies.
+const (
+	ScopeLocal       = "local"
+	ScopeGlobal      = "global"
+	RedisErrorLocal  = "local"
+	RedisErrorAllow  = "allow"
+	RedisErrorDeny   = "deny"
+	DefaultMaxKeys   = 100000
+	MaxRateLimitKeys = 10000000
+)
 
 // Retries are further attempts of a failed request, each on a backend not
 // tried yet, all within the route's timeout. A request that reached a

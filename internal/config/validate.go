@@ -88,6 +88,19 @@ func applyDefaults(c *Config) {
 			}
 			setDefault(&r.Retries.BudgetPercent, DefaultRetryBudgetPercent)
 		}
+		for _, rl := range r.RateLimit {
+			if rl == nil {
+				continue
+			}
+			setDefault(&rl.Key, "client_ip")
+			setDefault(&rl.Burst, max(1, int(math.Ceil(rl.Rate.PerSecond()))))
+			setDefault(&rl.Scope, ScopeLocal)
+			if rl.Scope == ScopeGlobal {
+				setDefault(&rl.OnRedisError, RedisErrorLocal)
+				setDefault(&rl.Replicas, 1)
+			}
+			setDefault(&rl.MaxKeys, DefaultMaxKeys)
+		}
 		if sh := r.Shadow; sh != nil {
 			setDefault(&sh.MaxBody, r.MaxBody)
 			setDefault(&sh.MaxInFlight, DefaultShadowMaxInFlight)
@@ -347,6 +360,12 @@ func validateRoutes(ck *checker, c *Config) {
 		if r.Shadow != nil {
 			validateShadow(ck, c, r, path, recordFiles)
 		}
+		if r.MaxInFlight < 0 || r.MaxInFlight > 1000000 {
+			ck.add(path("max_in_flight"), "must be 0 (no cap) to 1000000, got %d", r.MaxInFlight)
+		}
+		for j, rl := range r.RateLimit {
+			validateRateLimit(ck, c, rl, func(rest ...any) []any { return path(append([]any{"rate_limit", j}, rest...)...) })
+		}
 		m := r.Match
 		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 			ck.add(path("match", "path_prefix"), "%q must start with /", m.PathPrefix)
@@ -554,6 +573,52 @@ func validateRetries(ck *checker, rt *Retries, path func(...any) []any) {
 	}
 	if !(rt.BudgetPercent > 0 && rt.BudgetPercent <= 100) {
 		ck.add(rp("budget_percent"), "must be above 0 and at most 100, got %v", rt.BudgetPercent)
+	}
+}
+
+// validateRateLimit checks one rate_limit entry.
+func validateRateLimit(ck *checker, c *Config, rl *RateLimit, path func(...any) []any) {
+	if rl == nil {
+		ck.add(path(), "empty rate_limit entry")
+		return
+	}
+	if _, err := ParseKeySource(rl.Key); err != nil {
+		ck.add(path("key"), "%v", err)
+	}
+	switch perSecond := rl.Rate.PerSecond(); {
+	case perSecond == 0:
+		ck.add(path("rate"), "is required: requests per s, m or h, such as 100/s")
+	case perSecond > 1e6:
+		ck.add(path("rate"), "must be at most 1000000/s, got %v", rl.Rate)
+	}
+	if rl.Burst < 1 || rl.Burst > 1000000 {
+		ck.add(path("burst"), "must be 1 to 1000000, got %d", rl.Burst)
+	}
+	if rl.MaxKeys < 1 || rl.MaxKeys > MaxRateLimitKeys {
+		ck.add(path("max_keys"), "must be 1 to %d, got %d", MaxRateLimitKeys, rl.MaxKeys)
+	}
+	switch rl.Scope {
+	case ScopeLocal:
+		if rl.OnRedisError != "" {
+			ck.add(path("on_redis_error"), "applies to scope: global only")
+		}
+		if rl.Replicas != 0 {
+			ck.add(path("replicas"), "applies to scope: global only")
+		}
+	case ScopeGlobal:
+		if c.Redis == nil {
+			ck.add(path("scope"), "global needs a redis block: the buckets live in Redis")
+		}
+		switch rl.OnRedisError {
+		case RedisErrorLocal, RedisErrorAllow, RedisErrorDeny:
+		default:
+			ck.add(path("on_redis_error"), "must be local, allow or deny, got %q", rl.OnRedisError)
+		}
+		if rl.Replicas < 1 || rl.Replicas > 10000 {
+			ck.add(path("replicas"), "must be 1 to 10000, got %d", rl.Replicas)
+		}
+	default:
+		ck.add(path("scope"), "must be local or global, got %q", rl.Scope)
 	}
 }
 

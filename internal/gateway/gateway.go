@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/health"
+	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/shadow"
@@ -69,6 +70,10 @@ type Gateway struct {
 	// replaced when a reload changes the block. Guarded by reloadMu.
 	redis    *redis.Client
 	redisCfg *config.Redis
+	// limitRedis is the global rate limits' own client of the same
+	// server, with a pool sized for a round trip per request.
+	limitRedis *redis.Client
+	limits     *limits.Registry
 	// stopPusher ends the experiments' pusher; pusherDone closes when it has.
 	stopPusher context.CancelFunc
 	pusherDone chan struct{}
@@ -90,6 +95,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		registry:   backend.NewRegistry(),
 		exps:       experiments.NewRegistry(),
 		shadows:    shadow.NewRegistry(),
+		limits:     limits.NewRegistry(),
 		initial:    loaded,
 		membership: make(chan struct{}, 1),
 		serveErr:   make(chan error, 2),
@@ -97,6 +103,11 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	g.proxy = proxy.New(g.metrics, log)
 	g.health = health.New(g.probeReport)
 	g.metrics.WatchBackends(g.backendStates)
+	g.limits.Redis().SetLogger(log)
+	g.metrics.WatchRateLimitRedis(func() metrics.RedisState {
+		s := g.limits.Redis().State()
+		return metrics.RedisState{Configured: s.Configured, Up: s.Up, Errors: s.Errors}
+	})
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
 	return g, nil
 }
@@ -254,19 +265,36 @@ func (g *Gateway) useRedis(cfg *config.Redis) {
 	if equalRedis(cfg, g.redisCfg) {
 		return
 	}
-	old := g.redis
-	g.redis, g.redisCfg = nil, cfg
+	old, oldLimits := g.redis, g.limitRedis
+	g.redis, g.limitRedis, g.redisCfg = nil, nil, cfg
 	var cluster *experiments.Cluster
+	var timeout time.Duration
 	if cfg != nil {
-		g.redis = redis.NewClient(experiments.ClientOptions(cfg.Addr, cfg.Password, cfg.DB, cfg.Timeout.D()))
-		cluster = experiments.NewCluster(g.redis, cfg.Timeout.D(), g.log)
-		g.log.Info("experiments aggregate through redis", "addr", cfg.Addr, "db", cfg.DB)
+		timeout = cfg.Timeout.D()
+		opts := experiments.ClientOptions(cfg.Addr, cfg.Password, cfg.DB, timeout)
+		g.redis = redis.NewClient(opts)
+		cluster = experiments.NewCluster(g.redis, timeout, g.log)
+		// A rate-limited request waits for its connection no longer than
+		// for the answer.
+		limitOpts := *opts
+		limitOpts.PoolSize = limitRedisPool
+		limitOpts.PoolTimeout = timeout
+		g.limitRedis = redis.NewClient(&limitOpts)
+		g.log.Info("experiments and global rate limits use redis", "addr", cfg.Addr, "db", cfg.DB)
 	}
 	g.exps.SetCluster(cluster)
-	if old != nil {
-		_ = old.Close()
+	g.limits.UseRedis(g.limitRedis, timeout)
+	for _, c := range []*redis.Client{old, oldLimits} {
+		if c != nil {
+			_ = c.Close()
+		}
 	}
 }
+
+// limitRedisPool bounds the connections global rate limits hold to Redis:
+// one round trip per rate-limited request in flight, and Redis answers a
+// GCRA script in microseconds.
+const limitRedisPool = 64
 
 func equalRedis(a, b *config.Redis) bool {
 	if a == nil || b == nil {
@@ -300,7 +328,7 @@ func openableRecords(cfg *config.Config) error {
 
 // deps are the long-lived parts a snapshot is compiled against.
 func (g *Gateway) deps() proxy.Deps {
-	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows}
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits}
 }
 
 // maxStopTimeout is the longest stop_timeout of any spawned pool.
@@ -348,3 +376,6 @@ type slogPrinter struct{ log *slog.Logger }
 func (p slogPrinter) Printf(format string, args ...any) {
 	p.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
 }
+
+// Limits is the rate and concurrency limit state of the routes.
+func (g *Gateway) Limits() *limits.Registry { return g.limits }

@@ -48,7 +48,9 @@ type Metrics struct {
 	shadowRequests   *prometheus.CounterVec
 	shadowDelta      *prometheus.HistogramVec
 	shadowFields     *prometheus.CounterVec
+	rateLimits       *prometheus.CounterVec
 	backends         *backendCollector
+	redis            *redisCollector
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
@@ -102,6 +104,16 @@ func New() *Metrics {
 		shadowFields: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_shadow_field_mismatch_total", Help: "Compared pairs in which a field differed, by route and field.",
 		}, []string{"route", "field"}),
+		rateLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ratelimit_decisions_total",
+			Help: "Rate limit decisions on requests of rate-limited routes, by route and decision (allowed, limited, or no_key: no entry had a key value).",
+		}, []string{"route", "decision"}),
+		redis: &redisCollector{
+			up: prometheus.NewDesc("sluice_ratelimit_redis_up",
+				"1 while global rate limits are decided in Redis, 0 while Redis is down or slow and on_redis_error decides.", nil, nil),
+			errors: prometheus.NewDesc("sluice_ratelimit_redis_errors_total",
+				"Redis round trips of global rate limits that failed or passed redis.timeout.", nil, nil),
+		},
 		backends: &backendCollector{
 			up: prometheus.NewDesc("sluice_backend_up",
 				"1 when the backend may take traffic: not down, passing its health checks, not ejected, breaker not open.",
@@ -111,7 +123,7 @@ func New() *Metrics {
 		},
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.backends,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.backends, m.redis,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -258,4 +270,55 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, s.Pool, s.Backend)
 		ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue, float64(s.Breaker), s.Pool, s.Backend)
 	}
+}
+
+// RateLimitSeries are a rate-limited route's decision counters.
+type RateLimitSeries struct {
+	Allowed, Limited, NoKey prometheus.Counter
+}
+
+// RateLimit returns the decision counters of a route.
+func (m *Metrics) RateLimit(route string) *RateLimitSeries {
+	return &RateLimitSeries{
+		Allowed: m.rateLimits.WithLabelValues(route, "allowed"),
+		Limited: m.rateLimits.WithLabelValues(route, "limited"),
+		NoKey:   m.rateLimits.WithLabelValues(route, "no_key"),
+	}
+}
+
+// RedisState is the rate limiter's view of Redis for the gauges.
+type RedisState struct {
+	Configured, Up bool
+	Errors         int64
+}
+
+// WatchRateLimitRedis makes the Redis gauges read state at each scrape;
+// they are absent while no Redis is configured.
+func (m *Metrics) WatchRateLimitRedis(state func() RedisState) { m.redis.state.Store(&state) }
+
+type redisCollector struct {
+	up, errors *prometheus.Desc
+	state      atomic.Pointer[func() RedisState]
+}
+
+func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.up
+	ch <- c.errors
+}
+
+func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
+	state := c.state.Load()
+	if state == nil {
+		return
+	}
+	s := (*state)()
+	if !s.Configured {
+		return
+	}
+	up := 0.0
+	if s.Up {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Errors))
 }

@@ -6,12 +6,14 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
+	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
@@ -43,7 +45,7 @@ routes:
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
-		Shadows: shadow.NewRegistry(),
+		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(),
 	}))
 	return p
 }
@@ -65,6 +67,7 @@ func BenchmarkProxyPlain(b *testing.B) {
 		// Every tenth request is copied, compared and recorded in the
 		// background, which shares the CPUs with the loop.
 		{"shadow_10pct", "    shadow: {pool: iris2, percent: 10, max_in_flight: 1024}\n"},
+		{"rate_limit_max_in_flight", benchLimits},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newBenchProxy(b, addr, bc.extra)
@@ -121,6 +124,47 @@ func BenchmarkChooseVariant(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = route.variantFor(&ctx, nil, scratch[:0])
+			}
+		})
+	}
+}
+
+// benchLimits admits every benchmark request: a local rate limit with room
+// to spare and a cap on requests in progress.
+const benchLimits = `    max_in_flight: 1024
+    rate_limit: {key: header:X-User-Id, rate: 1000000/s, burst: 1000000}
+`
+
+// BenchmarkRouteLimits is what a route's limits add to an admitted
+// request, apart from the proxy round trip whose noise would hide it:
+// reading the key, hashing it, taking a token from its bucket (which
+// exists), counting the decision; and entering and leaving max_in_flight.
+// SPEC budgets a local limit 150 ns and 0 allocs.
+func BenchmarkRouteLimits(b *testing.B) {
+	addr := testutil.ClosedAddr(b)
+	for _, bc := range []struct{ name, extra string }{
+		{"local_header", "    rate_limit: {key: header:X-User-Id, rate: 1000000/s, burst: 1000000}\n"},
+		{"local_client_ip", "    rate_limit: {key: client_ip, rate: 1000000/s, burst: 1000000}\n"},
+		{"max_in_flight", "    max_in_flight: 1024\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			route := newBenchProxy(b, addr, bc.extra).Snapshot().Routes[0]
+			var ctx fasthttp.RequestCtx
+			ctx.Request.Header.Set("X-User-Id", "user-0012345")
+			ctx.Init(&ctx.Request, &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 40000}, nil)
+			var scratch [128]byte
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !route.limits.enter() {
+					b.Fatal("over max_in_flight")
+				}
+				// A microsecond a request refills the token it takes.
+				now = now.Add(time.Microsecond)
+				if rl, _ := route.limits.rateLimited(&ctx, nil, now, scratch[:0]); rl != nil {
+					b.Fatal("rate limited")
+				}
+				route.limits.leave()
 			}
 		})
 	}

@@ -28,12 +28,14 @@ var (
 	FailNoRoute         = Failure{404, "no_route", "no route matches this request"}
 	FailRequestTimeout  = Failure{408, "request_timeout", "the request did not arrive in time"}
 	FailBodyTooLarge    = Failure{413, "body_too_large", "request body is larger than this route accepts"}
+	FailRateLimited     = Failure{429, "rate_limited", "too many requests; retry after the time in Retry-After"}
 	FailHeadersTooLarge = Failure{431, "headers_too_large", "request headers are too large"}
 	FailTooManyHeaders  = Failure{431, "headers_too_large", "request has too many header fields"}
 	FailUpstreamError   = Failure{502, "upstream_error", "the model worker failed or answered garbage"}
 	FailConnectError    = Failure{502, "upstream_error", "could not connect to the model worker"}
 	FailUnavailable     = Failure{503, "unavailable", "no backend is available for this route"}
 	FailNoFreeConn      = Failure{503, "unavailable", "every connection to the model worker is busy"}
+	FailOverCapacity    = Failure{503, "unavailable", "the route has as many requests in progress as it accepts"}
 	FailUpstreamTimeout = Failure{504, "upstream_timeout", "the model worker did not answer in time"}
 )
 

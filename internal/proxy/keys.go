@@ -33,8 +33,13 @@ func (k keyReader) read(ctx *fasthttp.RequestCtx, trusted []netip.Prefix, scratc
 		}
 		return v
 	case config.KeyClientIP:
-		peer := peerAddr(ctx)
-		return clientAddr(peer, ctx.Request.Header.Peek(headerForwardedFor), trusted).AppendTo(scratch[:0])
+		client := peerAddr(ctx)
+		// Looking a header up costs more than the rest of this: only a
+		// trusted peer's X-Forwarded-For is read at all.
+		if isTrusted(client, trusted) {
+			client = clientAddr(client, ctx.Request.Header.Peek(headerForwardedFor), trusted)
+		}
+		return client.AppendTo(scratch[:0])
 	case config.KeyPath:
 		return ctx.Path()
 	}

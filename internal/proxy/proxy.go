@@ -112,23 +112,35 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	var status int
 	var scratch [128]byte
 	v := route.variantFor(ctx, snap.trusted, scratch[:0])
-	served := v
-	if len(ctx.Request.Body()) > route.maxBody {
+	served, forwarded := v, false
+	switch {
+	case len(ctx.Request.Body()) > route.maxBody:
 		writeFailure(ctx, FailBodyTooLarge, id)
 		status = FailBodyTooLarge.Status
-	} else {
+	case !route.limits.enter():
+		writeFailure(ctx, FailOverCapacity, id)
+		status = FailOverCapacity.Status
+	default:
+		defer route.limits.leave()
+		if rl, wait := route.limits.rateLimited(ctx, snap.trusted, start, scratch[:0]); rl != nil {
+			writeRateLimited(ctx, rl, wait, id)
+			status = FailRateLimited.Status
+			break
+		}
 		var plan mirrorPlan
 		if route.mirror != nil {
 			plan = route.mirror.plan(ctx, v.index, snap.trusted, scratch[:0])
 		}
 		served, status = p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
 		ctx.Response.Header.Set(headerVariant, served.Name)
+		forwarded = true
 	}
 	elapsed := time.Since(start)
 	served.series.Count(status)
 	served.series.Duration.Observe(elapsed.Seconds())
-	if v.exp != nil {
-		// A request the fallback answered is one the variant failed.
+	if v.exp != nil && forwarded {
+		// A request the fallback answered is one the variant failed; one
+		// the gateway refused says nothing of the variant.
 		v.exp.Record(elapsed, status >= 500 || served != v)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
+	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/shadow"
@@ -55,6 +56,7 @@ type Route struct {
 	mirror      *mirror // nil unless the route has a shadow
 	retries     *retryPolicy
 	fallback    *Variant // the spare pool; nil when the route has none
+	limits      routeLimits
 	// Experiment is the split route's experiment; nil for other routes.
 	Experiment *experiments.Experiment
 }
@@ -188,6 +190,7 @@ type Deps struct {
 	Members     Members
 	Experiments *experiments.Registry
 	Shadows     *shadow.Registry
+	Limits      *limits.Registry
 }
 
 // Compile builds a snapshot from a validated config, leasing its backends
@@ -230,6 +233,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		s.Pools[name] = p
 	}
 	splits, shadowed := map[string]bool{}, map[string]bool{}
+	limited := &limitsInUse{limiters: map[limits.Limiter]bool{}, counters: map[*limits.Concurrency]bool{}}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
 		s.matchers = append(s.matchers, routing.NewMatcher(match.PathPrefix, match.Methods, match.Host, match.Headers))
@@ -240,6 +244,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			maxBody:     int(rc.MaxBody),
 			inFlight:    m.InFlight(rc.Name),
 			retries:     compileRetries(rc.Retries),
+			limits:      compileLimits(rc, deps.Limits, m, limited),
 		}
 		variant := func(name, pool string) *Variant {
 			return &Variant{Name: name, Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
@@ -271,6 +276,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 	}
 	deps.Experiments.Retain(splits)
 	deps.Shadows.Retain(shadowed)
+	deps.Limits.Retain(limited.limiters, limited.counters)
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
