@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"math"
 	"os"
 	"testing"
 )
@@ -40,6 +41,8 @@ func FuzzParse(f *testing.F) {
 		"routes:\n  - name: r1\n    pool: p1\n    match: {methods: POST, headers: [a]}\n",
 		"--- \n...\n--- {}\n",
 		"\xef\xbb\xbf" + minimalConfig,
+		"pools: {p1: {backends: [127.0.0.1:9101]}}\nroutes: [{name: r1, pool: p1, max_in_flight: 3, rate_limit: {rate: 1.5/m}}]\n",
+		"redis: {addr: 127.0.0.1:6379}\npools: {p1: {backends: [127.0.0.1:9101]}}\nroutes: [{name: r1, pool: p1, rate_limit: [{key: header:K, rate: 9/h, scope: global, on_redis_error: deny, replicas: 3}, ~]}]\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -97,6 +100,27 @@ func FuzzParse(f *testing.F) {
 					t.Errorf("pool %q backend %q has weight %d", name, b.Addr, b.Weight)
 				}
 			}
+		}
+	})
+}
+
+// FuzzParseRate: a rate that parses is positive and finite, and writes
+// back as text that parses to the same rate.
+func FuzzParseRate(f *testing.F) {
+	for _, seed := range []string{"100/s", "600/m", "0.5/h", " 7 / s ", "1e3/s", "0/s", "-1/s", "NaN/s", "Inf/s", "5", "/s", "1/d"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRate(s)
+		if err != nil {
+			return
+		}
+		if ps := r.PerSecond(); !(ps > 0) || math.IsInf(ps, 0) {
+			t.Fatalf("%q parsed to %v per second", s, ps)
+		}
+		again, err := ParseRate(r.String())
+		if err != nil || again != r {
+			t.Fatalf("%q wrote back as %q, which parses to %+v (%v)", s, r.String(), again, err)
 		}
 	})
 }

@@ -538,6 +538,8 @@ routes:
 		{"rate_limit without rate", routeWith("rate_limit:\n      - {key: client_ip}   #!"), `is required: requests per s, m or h`},
 		{"rate_limit bad rate", routeWith("rate_limit: {rate: 100/day}   #!"), `invalid rate "100/day"`},
 		{"rate_limit zero rate", routeWith("rate_limit: {rate: 0/s}   #!"), `invalid rate "0/s"`},
+		// Regression: NaN passed the "above 0" check and made a limiter that admits nothing.
+		{"rate_limit NaN rate", routeWith("rate_limit: {rate: NaN/s}   #!"), `invalid rate "NaN/s"`},
 		{"rate_limit rate too high", routeWith("rate_limit: {rate: 2000000/s}   #!"), `at most 1000000/s`},
 		{"rate_limit bad key", routeWith("rate_limit: {key: header, rate: 1/s}   #!"), `key source "header" needs a name`},
 		{"rate_limit negative burst", routeWith("rate_limit: {rate: 1/s, burst: -2}   #!"), `must be 1 to 1000000, got -2`},

@@ -121,7 +121,7 @@ func ParseRate(s string) (Rate, error) {
 	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
 	per, known := rateUnits[strings.TrimSpace(unit)]
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if !ok || !known || err != nil || n <= 0 || math.IsInf(n, 0) {
+	if !ok || !known || err != nil || !(n > 0) || math.IsInf(n, 0) {
 		return Rate{}, fmt.Errorf("invalid rate")
 	}
 	return Rate{N: n, Per: per}, nil

@@ -111,8 +111,10 @@ func heapInUse() int64 {
 
 func TestConcurrencyCapsRequestsInProgress(t *testing.T) {
 	var c Concurrency
-	if !c.Acquire(2) || !c.Acquire(2) {
-		t.Fatal("the first two of a cap of 2 were refused")
+	for i := range 2 {
+		if !c.Acquire(2) {
+			t.Fatalf("request %d of a cap of 2 was refused", i+1)
+		}
 	}
 	if c.Acquire(2) {
 		t.Fatal("a third was admitted with a cap of 2")
