@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG   ?= config/gateway.yaml
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet race bench bench-shadow bench-go fuzz reload-check clean
+.PHONY: all build run test vet race bench bench-shadow bench-ratelimit bench-go fuzz reload-check clean
 
 all: build
 
@@ -39,6 +39,12 @@ bench: build
 # (BENCH_SOAK=300s adds a memory soak). Prints; never fails on numbers.
 bench-shadow: build
 	bash bench/shadow.sh
+
+# Rate limits: admitted counts of a local and a global limit, a Redis outage
+# under load, and memory under a flood of distinct keys (BENCH_KEYS_DURATION,
+# default 60s). Prints; never fails on numbers.
+bench-ratelimit: build
+	bash bench/ratelimit.sh
 
 # Go benchmarks with allocations.
 bench-go:

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/experiments"
-	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
@@ -32,8 +32,8 @@ type Gateway interface {
 	Experiments() *experiments.Registry
 	// Shadows is the comparison state of the shadowed routes.
 	Shadows() *shadow.Registry
-	// Limits is the rate and concurrency limit state of the routes.
-	Limits() *limits.Registry
+	// Redis is the connection requests use (rate limits, shared cache).
+	Redis() *redisconn.Conn
 }
 
 // LoadError describes a rejected config file.
@@ -78,7 +78,7 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]uint64{"generation": gen})
 	})
 	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
-	api.HandleFunc("GET /admin/limits", func(w http.ResponseWriter, _ *http.Request) { showLimits(w, g.Snapshot(), g.Limits()) })
+	api.HandleFunc("GET /admin/limits", func(w http.ResponseWriter, _ *http.Request) { showLimits(w, g.Snapshot(), g.Redis()) })
 	api.HandleFunc("GET /admin/experiments", func(w http.ResponseWriter, r *http.Request) { showExperiments(w, r, g.Experiments()) })
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
 	api.HandleFunc("GET /admin/shadow", func(w http.ResponseWriter, r *http.Request) { showShadow(w, r, g.Shadows()) })

@@ -6,6 +6,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // rateLimitView is one rate_limit entry: its settings and what it has
@@ -30,9 +31,9 @@ type routeLimitsView struct {
 // showLimits answers GET /admin/limits: per route, the cap on requests in
 // progress and each rate limit with its keys, refusals and Redis
 // fallback; and the state of the Redis global limits use.
-func showLimits(w http.ResponseWriter, s *proxy.Snapshot, reg *limits.Registry) {
+func showLimits(w http.ResponseWriter, s *proxy.Snapshot, conn *redisconn.Conn) {
 	routes := []routeLimitsView{}
-	redisDown := reg.Redis().Down()
+	redisDown := conn.Down()
 	if s != nil {
 		for i, r := range s.Routes {
 			rc := s.Config.Routes[i]
@@ -47,5 +48,5 @@ func showLimits(w http.ResponseWriter, s *proxy.Snapshot, reg *limits.Registry) 
 			routes = append(routes, v)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"routes": routes, "redis": reg.Redis().State()})
+	writeJSON(w, http.StatusOK, map[string]any{"routes": routes, "redis": conn.State()})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/spawn"
 )
@@ -70,10 +71,12 @@ type Gateway struct {
 	// replaced when a reload changes the block. Guarded by reloadMu.
 	redis    *redis.Client
 	redisCfg *config.Redis
-	// limitRedis is the global rate limits' own client of the same
-	// server, with a pool sized for a round trip per request.
-	limitRedis *redis.Client
-	limits     *limits.Registry
+	// hotRedis is the same server's client for requests on their way
+	// (global rate limits, the shared cache), with a pool sized for a
+	// round trip per request; hot tracks its health.
+	hotRedis *redis.Client
+	hot      *redisconn.Conn
+	limits   *limits.Registry
 	// stopPusher ends the experiments' pusher; pusherDone closes when it has.
 	stopPusher context.CancelFunc
 	pusherDone chan struct{}
@@ -95,7 +98,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		registry:   backend.NewRegistry(),
 		exps:       experiments.NewRegistry(),
 		shadows:    shadow.NewRegistry(),
-		limits:     limits.NewRegistry(),
+		hot:        &redisconn.Conn{},
 		initial:    loaded,
 		membership: make(chan struct{}, 1),
 		serveErr:   make(chan error, 2),
@@ -103,9 +106,10 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	g.proxy = proxy.New(g.metrics, log)
 	g.health = health.New(g.probeReport)
 	g.metrics.WatchBackends(g.backendStates)
-	g.limits.Redis().SetLogger(log)
+	g.limits = limits.NewRegistry(g.hot)
+	g.hot.SetLogger(log)
 	g.metrics.WatchRateLimitRedis(func() metrics.RedisState {
-		s := g.limits.Redis().State()
+		s := g.hot.State()
 		return metrics.RedisState{Configured: s.Configured, Up: s.Up, Errors: s.Errors}
 	})
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
@@ -265,8 +269,8 @@ func (g *Gateway) useRedis(cfg *config.Redis) {
 	if equalRedis(cfg, g.redisCfg) {
 		return
 	}
-	old, oldLimits := g.redis, g.limitRedis
-	g.redis, g.limitRedis, g.redisCfg = nil, nil, cfg
+	old, oldHot := g.redis, g.hotRedis
+	g.redis, g.hotRedis, g.redisCfg = nil, nil, cfg
 	var cluster *experiments.Cluster
 	var timeout time.Duration
 	if cfg != nil {
@@ -274,27 +278,26 @@ func (g *Gateway) useRedis(cfg *config.Redis) {
 		opts := experiments.ClientOptions(cfg.Addr, cfg.Password, cfg.DB, timeout)
 		g.redis = redis.NewClient(opts)
 		cluster = experiments.NewCluster(g.redis, timeout, g.log)
-		// A rate-limited request waits for its connection no longer than
-		// for the answer.
-		limitOpts := *opts
-		limitOpts.PoolSize = limitRedisPool
-		limitOpts.PoolTimeout = timeout
-		g.limitRedis = redis.NewClient(&limitOpts)
-		g.log.Info("experiments and global rate limits use redis", "addr", cfg.Addr, "db", cfg.DB)
+		// A request waits for its connection no longer than for the
+		// answer.
+		hotOpts := *opts
+		hotOpts.PoolSize = hotRedisPool
+		hotOpts.PoolTimeout = timeout
+		g.hotRedis = redis.NewClient(&hotOpts)
+		g.log.Info("experiments, global rate limits and the shared cache use redis", "addr", cfg.Addr, "db", cfg.DB)
 	}
 	g.exps.SetCluster(cluster)
-	g.limits.UseRedis(g.limitRedis, timeout)
-	for _, c := range []*redis.Client{old, oldLimits} {
+	g.hot.Use(g.hotRedis, timeout)
+	for _, c := range []*redis.Client{old, oldHot} {
 		if c != nil {
 			_ = c.Close()
 		}
 	}
 }
 
-// limitRedisPool bounds the connections global rate limits hold to Redis:
-// one round trip per rate-limited request in flight, and Redis answers a
-// GCRA script in microseconds.
-const limitRedisPool = 64
+// hotRedisPool bounds the connections requests hold to Redis: a round trip
+// per request in flight, which Redis answers in microseconds.
+const hotRedisPool = 64
 
 func equalRedis(a, b *config.Redis) bool {
 	if a == nil || b == nil {
@@ -377,5 +380,5 @@ func (p slogPrinter) Printf(format string, args ...any) {
 	p.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
 }
 
-// Limits is the rate and concurrency limit state of the routes.
-func (g *Gateway) Limits() *limits.Registry { return g.limits }
+// Redis is the connection requests use, and its health.
+func (g *Gateway) Redis() *redisconn.Conn { return g.hot }

@@ -343,7 +343,7 @@ func TestGlobalRateLimitThroughRedisOutages(t *testing.T) {
 		srv.Stop()
 		time.Sleep(time.Until(start.Add(4 * second)))
 		srv = testutil.StartRedis(t, redisAddr)
-		for g.Limits().Redis().Down() && time.Since(start) < 6*second {
+		for g.Redis().Down() && time.Since(start) < 6*second {
 			time.Sleep(10 * time.Millisecond)
 		}
 		redisUpAfterRestart = time.Since(start) - 4*second

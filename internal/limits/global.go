@@ -3,16 +3,15 @@ package limits
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // gcra takes one token from the bucket stored at KEYS[1], atomically.
@@ -40,17 +39,13 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.c
 return {1, math.floor(-wait / interval)}
 `)
 
-// redisRetryAfter is how long Redis stays marked down after a failed round
-// trip before a request asks it again.
-const redisRetryAfter = time.Second
-
 // keyPrefix starts every key the rate limits keep in Redis.
 const keyPrefix = "sluice:ratelimit:"
 
 // Global is a token bucket per key kept in Redis, shared by every gateway
 // replica that uses the same Redis, route and entry.
 type Global struct {
-	redis    *Redis
+	redis    *redisconn.Conn
 	prefix   string
 	interval float64 // microseconds per token
 	offset   float64 // burst * interval
@@ -64,7 +59,7 @@ type Global struct {
 
 var _ Limiter = (*Global)(nil)
 
-func newGlobal(r *Redis, prefix string, s Spec) *Global {
+func newGlobal(r *redisconn.Conn, prefix string, s Spec) *Global {
 	interval := 1e6 / s.PerSecond
 	g := &Global{redis: r, prefix: prefix, interval: interval, offset: interval * float64(s.Burst), onError: s.OnRedisError}
 	if s.OnRedisError == config.RedisErrorLocal {
@@ -83,9 +78,9 @@ func globalPrefix(route, entry string, s Spec) string {
 
 // Take asks Redis for a token, or the fallback when Redis is down.
 func (g *Global) Take(key uint64, now time.Time) Verdict {
-	if c, timeout, probe, ok := g.redis.ask(now); ok {
+	if c, timeout, probe, ok := g.redis.Ask(now); ok {
 		allowed, n, err := g.run(c, timeout, key)
-		g.redis.answered(err, time.Now(), probe)
+		g.redis.Answered(err, time.Now(), probe)
 		if err == nil {
 			if allowed {
 				return Verdict{Allowed: true}
@@ -101,7 +96,7 @@ func (g *Global) Take(key uint64, now time.Time) Verdict {
 		return Verdict{Allowed: true}
 	case config.RedisErrorDeny:
 		g.limited.Add(1)
-		return Verdict{Wait: redisRetryAfter}
+		return Verdict{Wait: redisconn.RetryAfter}
 	}
 	v := g.fallback.Take(key, now)
 	if !v.Allowed {
@@ -137,93 +132,3 @@ func (g *Global) Stats() Stats {
 	return s
 }
 
-// Redis is the connection global limits share, and whether it is up.
-type Redis struct {
-	mu      sync.Mutex // guards client and timeout changes
-	client  atomic.Pointer[redis.Client]
-	timeout atomic.Int64
-
-	downUntil atomic.Int64 // unix nanoseconds; 0 while Redis answers
-	probing   atomic.Bool  // a request is asking a down Redis again
-	downSince atomic.Int64
-	errors    atomic.Int64
-	log       atomic.Pointer[slog.Logger]
-}
-
-// SetLogger makes outages and recoveries logged.
-func (r *Redis) SetLogger(l *slog.Logger) { r.log.Store(l) }
-
-func (r *Redis) use(c *redis.Client, timeout time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.timeout.Store(int64(timeout))
-	r.client.Store(c)
-	// A new server gets a fresh chance.
-	r.downUntil.Store(0)
-	r.downSince.Store(0)
-}
-
-// ask says whether a request should ask Redis now: yes while Redis is up,
-// no while it is marked down, and yes for one request at a time (the
-// probe) once the retry time is up.
-func (r *Redis) ask(now time.Time) (c *redis.Client, timeout time.Duration, probe, ok bool) {
-	if c = r.client.Load(); c == nil {
-		return nil, 0, false, false
-	}
-	if until := r.downUntil.Load(); until != 0 {
-		if now.UnixNano() < until || !r.probing.CompareAndSwap(false, true) {
-			return nil, 0, false, false
-		}
-		probe = true
-	}
-	return c, time.Duration(r.timeout.Load()), probe, true
-}
-
-// answered records how a round trip ended; probe says it was the one
-// asking a down Redis again.
-func (r *Redis) answered(err error, now time.Time, probe bool) {
-	if probe {
-		defer r.probing.Store(false)
-	}
-	wasDown := r.downUntil.Load() != 0
-	if err != nil {
-		r.errors.Add(1)
-		r.downUntil.Store(now.Add(redisRetryAfter).UnixNano())
-		if r.downSince.CompareAndSwap(0, now.UnixNano()) {
-			r.logf(slog.LevelWarn, "redis is unavailable; global rate limits use on_redis_error", "err", err.Error())
-		}
-	} else if wasDown {
-		since := time.Unix(0, r.downSince.Load())
-		r.downUntil.Store(0)
-		r.downSince.Store(0)
-		r.logf(slog.LevelInfo, "redis answers again; global rate limits resume", "down_for", now.Sub(since).Round(time.Millisecond).String())
-	}
-}
-
-func (r *Redis) logf(level slog.Level, msg string, args ...any) {
-	if l := r.log.Load(); l != nil {
-		l.Log(context.Background(), level, msg, args...)
-	}
-}
-
-// RedisState is what /admin/limits shows of the connection.
-type RedisState struct {
-	Configured bool       `json:"configured"`
-	Up         bool       `json:"up"`
-	DownSince  *time.Time `json:"down_since"`
-	Errors     int64      `json:"errors"`
-}
-
-// State reports the connection now.
-func (r *Redis) State() RedisState {
-	s := RedisState{Configured: r.client.Load() != nil, Errors: r.errors.Load()}
-	s.Up = s.Configured && r.downUntil.Load() == 0
-	if since := r.downSince.Load(); since != 0 {
-		t := time.Unix(0, since).UTC()
-		s.DownSince = &t
-	}
-	return s
-}
-
-// Down reports whether global limits are deciding without Redis now.
-func (r *Redis) Down() bool { return r.downUntil.Load() != 0 }

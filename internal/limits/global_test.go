@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
@@ -18,9 +19,9 @@ func replica(t testing.TB, addr string) *Registry {
 	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: testTimeout, ReadTimeout: testTimeout,
 		WriteTimeout: testTimeout, PoolTimeout: testTimeout, ContextTimeoutEnabled: true, MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
-	r := NewRegistry()
-	r.UseRedis(c, testTimeout)
-	return r
+	conn := &redisconn.Conn{}
+	conn.Use(c, testTimeout)
+	return NewRegistry(conn)
 }
 
 func globalSpec(onError string) Spec {
@@ -84,7 +85,7 @@ func TestGlobalRefusalSaysWhenATokenIsBack(t *testing.T) {
 
 // TestGlobalFallsBackWhileRedisIsDownAndResumes: a stopped Redis costs no
 // request anything but the fallback's verdict; once it is back, the next
-// request after redisRetryAfter finds it and global limiting resumes.
+// request after redisconn.RetryAfter finds it and global limiting resumes.
 func TestGlobalFallsBackWhileRedisIsDownAndResumes(t *testing.T) {
 	addr := testutil.RestartableAddr(t)
 	srv := testutil.StartRedis(t, addr)
@@ -109,7 +110,7 @@ func TestGlobalFallsBackWhileRedisIsDownAndResumes(t *testing.T) {
 	if admitted != 10 {
 		t.Fatalf("with Redis down, admitted %d of 30 at once, want the fallback's burst of 10 (20 / 2 replicas)", admitted)
 	}
-	if st := reg.Redis().State(); st.Up || st.DownSince == nil || st.Errors < 1 {
+	if st := reg.redis.State(); st.Up || st.DownSince == nil || st.Errors < 1 {
 		t.Fatalf("redis state %+v, want down with a start time and errors", st)
 	}
 	if s := l.Stats(); s.Fallback != 30 || s.RedisErrors < 1 {
@@ -119,7 +120,7 @@ func TestGlobalFallsBackWhileRedisIsDownAndResumes(t *testing.T) {
 	testutil.StartRedis(t, addr)
 	testutil.Eventually(t, 5*time.Second, "global limiting to resume", func() bool {
 		l.Take(3, time.Now())
-		return reg.Redis().State().Up
+		return reg.redis.State().Up
 	})
 	before := l.Stats().Fallback
 	if !l.Take(4, time.Now()).Allowed || l.Stats().Fallback != before {
@@ -162,8 +163,8 @@ func TestGlobalDenyRefusesWhileRedisIsDown(t *testing.T) {
 	l := replica(t, addr).Limiter("iris", "client_ip", globalSpec(config.RedisErrorDeny))
 	srv.Stop()
 	v := l.Take(1, time.Now())
-	if v.Allowed || v.Wait != redisRetryAfter {
-		t.Fatalf("on_redis_error: deny with Redis stopped gave %+v, want refused for %v", v, redisRetryAfter)
+	if v.Allowed || v.Wait != redisconn.RetryAfter {
+		t.Fatalf("on_redis_error: deny with Redis stopped gave %+v, want refused for %v", v, redisconn.RetryAfter)
 	}
 }
 

@@ -10,18 +10,10 @@
 // Global limits keep their buckets in Redis, executed atomically by a Lua
 // script (GCRA, the generic cell rate algorithm, which is a token bucket
 // stored as one timestamp). Redis is a dependency that fails, so every
-// global limit carries its answer for when it does (on_redis_error):
-//
-//	Redis answers            -> the Redis bucket decides
-//	an error or a timeout    -> Redis is marked down for redisRetryAfter;
-//	                            meanwhile no request waits on it: the
-//	                            limit's fallback decides (local buckets at
-//	                            rate/replicas, allow all, or deny all)
-//	redisRetryAfter passed   -> the next request (one at a time) asks
-//	                            Redis again; an answer ends the fallback
-//
-// so a Redis that is stopped costs nothing per request, and a Redis that
-// hangs costs at most one redis.timeout per request that probes it.
+// global limit carries its answer for when it does (on_redis_error): while
+// the shared connection (package redisconn) has Redis marked down, the
+// limit's fallback decides (local buckets at rate/replicas, allow all, or
+// deny all) and no request waits on Redis.
 //
 // State outlives reloads here: the Registry hands the same limiter to a
 // reloaded route whose entry did not change, so a reload neither refills
@@ -34,7 +26,8 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // Limiter decides, per key, whether one more request may pass.
@@ -94,21 +87,13 @@ type Registry struct {
 	mu       sync.Mutex
 	limiters map[string]Limiter // by route and entry identity
 	inFlight map[string]*Concurrency
-	redis    *Redis
+	redis    *redisconn.Conn
 }
 
-// NewRegistry returns an empty registry with no Redis.
-func NewRegistry() *Registry {
-	return &Registry{limiters: map[string]Limiter{}, inFlight: map[string]*Concurrency{}, redis: &Redis{}}
+// NewRegistry returns an empty registry whose global limits use conn.
+func NewRegistry(conn *redisconn.Conn) *Registry {
+	return &Registry{limiters: map[string]Limiter{}, inFlight: map[string]*Concurrency{}, redis: conn}
 }
-
-// Redis is the registry's Redis connection state, which every global
-// limiter shares.
-func (r *Registry) Redis() *Redis { return r.redis }
-
-// UseRedis points global limits at a client (nil: none), each round trip
-// bounded by timeout. The caller owns the client and closes it.
-func (r *Registry) UseRedis(c *redis.Client, timeout time.Duration) { r.redis.use(c, timeout) }
 
 // Limiter returns the limiter of a route's entry: the one it had under the
 // previous config when the entry is unchanged, else a fresh one. entry

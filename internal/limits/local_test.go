@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/redisconn"
 )
 
 // drive sends n requests of key at one per gap from start (a fake clock)
@@ -129,7 +131,7 @@ func TestConcurrencyCapsRequestsInProgress(t *testing.T) {
 }
 
 func TestRegistryKeepsUnchangedLimitersAcrossReloads(t *testing.T) {
-	r := NewRegistry()
+	r := NewRegistry(&redisconn.Conn{})
 	spec := Spec{PerSecond: 10, Burst: 5, MaxKeys: 100}
 	a := r.Limiter("iris", "client_ip", spec)
 	if r.Limiter("iris", "client_ip", spec) != a {

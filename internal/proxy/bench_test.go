@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/limits"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
@@ -45,7 +46,7 @@ routes:
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
-		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(),
+		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}),
 	}))
 	return p
 }
