@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/redisconn"
@@ -34,6 +35,8 @@ type Gateway interface {
 	Shadows() *shadow.Registry
 	// Redis is the connection requests use (rate limits, shared cache).
 	Redis() *redisconn.Conn
+	// Caches are the routes' response caches.
+	Caches() *cache.Registry
 }
 
 // LoadError describes a rejected config file.
@@ -78,6 +81,8 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]uint64{"generation": gen})
 	})
 	api.HandleFunc("GET /admin/pools", func(w http.ResponseWriter, _ *http.Request) { showPools(w, g.Snapshot()) })
+	api.HandleFunc("GET /admin/cache", func(w http.ResponseWriter, _ *http.Request) { showCache(w, g.Snapshot(), g.Caches()) })
+	api.HandleFunc("POST /admin/cache/purge", func(w http.ResponseWriter, r *http.Request) { purgeCache(w, r, g.Snapshot(), g.Caches()) })
 	api.HandleFunc("GET /admin/limits", func(w http.ResponseWriter, _ *http.Request) { showLimits(w, g.Snapshot(), g.Redis()) })
 	api.HandleFunc("GET /admin/experiments", func(w http.ResponseWriter, r *http.Request) { showExperiments(w, r, g.Experiments()) })
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })

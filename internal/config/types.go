@@ -273,10 +273,38 @@ type Route struct {
 	// without waiting, as Envoy's max_requests circuit breaker does. Zero:
 	// no cap.
 	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight,omitempty"`
+	// Cache stores the route's 200 answers and serves identical requests
+	// from it. Zero: no cache.
+	Cache *Cache `yaml:"cache" json:"cache,omitempty"`
 	// RateLimit lists token buckets the route's requests must pass, each
 	// keyed by its own key source; every entry applies. A single entry
 	// may be written without the list. Zero: no rate limit.
 	RateLimit RateLimits `yaml:"rate_limit" json:"rate_limit,omitempty"`
+}
+
+// Cache is a route's response cache (SPEC section 2). A request is keyed
+// on the route, the pool that would answer it (so a canary step or a
+// blue-green flip never serves one model's answer for another's), method,
+// path and query, the vary key sources, and the body as canonical JSON.
+// Only 200 answers are stored, and never one the worker marked
+// Cache-Control: no-store or private.
+type Cache struct {
+	// TTL is how long an answer is served from the cache. Default 1m.
+	TTL Duration `yaml:"ttl" json:"ttl"`
+	// MaxBytes bounds the route's in-process cache (bodies, headers and
+	// bookkeeping); past it the entries least likely to be used again
+	// are evicted. Default 64MiB.
+	MaxBytes ByteSize `yaml:"max_bytes" json:"max_bytes"`
+	// Shared also keeps answers in the redis block's server, read when
+	// this process does not have them, so replicas share one cache. A
+	// Redis error or timeout is a miss, never a failure. Default false.
+	Shared bool `yaml:"shared" json:"shared"`
+	// Vary lists key sources that also key the cache (a tenant header, a
+	// user): requests that differ in one never share an entry. Zero: none.
+	Vary []string `yaml:"vary" json:"vary,omitempty"`
+	// Coalesce makes concurrent identical misses wait for the first one's
+	// answer instead of each reaching a worker. Default false.
+	Coalesce bool `yaml:"coalesce" json:"coalesce"`
 }
 
 // RateLimits are a route's rate_limit entries, in the order they are
@@ -318,13 +346,15 @@ type RateLimit struct {
 
 // Rate limit scopes and Redis error policies.
 const (
-	ScopeLocal       = "local"
-	ScopeGlobal      = "global"
-	RedisErrorLocal  = "local"
-	RedisErrorAllow  = "allow"
-	RedisErrorDeny   = "deny"
-	DefaultMaxKeys   = 100000
-	MaxRateLimitKeys = 10000000
+	ScopeLocal           = "local"
+	ScopeGlobal          = "global"
+	RedisErrorLocal      = "local"
+	RedisErrorAllow      = "allow"
+	RedisErrorDeny       = "deny"
+	DefaultMaxKeys       = 100000
+	DefaultCacheTTL      = time.Minute
+	DefaultCacheMaxBytes = 64 << 20
+	MaxRateLimitKeys     = 10000000
 )
 
 // Retries are further attempts of a failed request, each on a backend not

@@ -88,6 +88,10 @@ func applyDefaults(c *Config) {
 			}
 			setDefault(&r.Retries.BudgetPercent, DefaultRetryBudgetPercent)
 		}
+		if ca := r.Cache; ca != nil {
+			setDefault(&ca.TTL, Duration(DefaultCacheTTL))
+			setDefault(&ca.MaxBytes, DefaultCacheMaxBytes)
+		}
 		for _, rl := range r.RateLimit {
 			if rl == nil {
 				continue
@@ -360,6 +364,9 @@ func validateRoutes(ck *checker, c *Config) {
 		if r.Shadow != nil {
 			validateShadow(ck, c, r, path, recordFiles)
 		}
+		if r.Cache != nil {
+			validateCache(ck, c, r.Cache, func(rest ...any) []any { return path(append([]any{"cache"}, rest...)...) })
+		}
 		if r.MaxInFlight < 0 || r.MaxInFlight > 1000000 {
 			ck.add(path("max_in_flight"), "must be 0 (no cap) to 1000000, got %d", r.MaxInFlight)
 		}
@@ -573,6 +580,24 @@ func validateRetries(ck *checker, rt *Retries, path func(...any) []any) {
 	}
 	if !(rt.BudgetPercent > 0 && rt.BudgetPercent <= 100) {
 		ck.add(rp("budget_percent"), "must be above 0 and at most 100, got %v", rt.BudgetPercent)
+	}
+}
+
+// validateCache checks a route's cache block.
+func validateCache(ck *checker, c *Config, ca *Cache, path func(...any) []any) {
+	if d := ca.TTL.D(); d < time.Second || d > 30*24*time.Hour {
+		ck.add(path("ttl"), "must be 1s to 720h, got %v", d)
+	}
+	if ca.MaxBytes < 64<<10 || ca.MaxBytes > 64<<30 {
+		ck.add(path("max_bytes"), "must be 64KiB to 64GiB, got %d bytes", ca.MaxBytes)
+	}
+	if ca.Shared && c.Redis == nil {
+		ck.add(path("shared"), "needs a redis block: the shared cache lives in Redis")
+	}
+	for i, v := range ca.Vary {
+		if _, err := ParseKeySource(v); err != nil {
+			ck.add(path("vary", i), "%v", err)
+		}
 	}
 }
 

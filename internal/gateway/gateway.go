@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admin"
 	"github.com/sluice-gw/sluice/internal/backend"
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/health"
@@ -77,6 +78,7 @@ type Gateway struct {
 	hotRedis *redis.Client
 	hot      *redisconn.Conn
 	limits   *limits.Registry
+	caches   *cache.Registry
 	// stopPusher ends the experiments' pusher; pusherDone closes when it has.
 	stopPusher context.CancelFunc
 	pusherDone chan struct{}
@@ -107,6 +109,8 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	g.health = health.New(g.probeReport)
 	g.metrics.WatchBackends(g.backendStates)
 	g.limits = limits.NewRegistry(g.hot)
+	g.caches = cache.NewRegistry(g.hot)
+	g.metrics.WatchCaches(g.cacheStates)
 	g.hot.SetLogger(log)
 	g.metrics.WatchRateLimitRedis(func() metrics.RedisState {
 		s := g.hot.State()
@@ -331,7 +335,7 @@ func openableRecords(cfg *config.Config) error {
 
 // deps are the long-lived parts a snapshot is compiled against.
 func (g *Gateway) deps() proxy.Deps {
-	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits}
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits, Cache: g.caches}
 }
 
 // maxStopTimeout is the longest stop_timeout of any spawned pool.
@@ -379,6 +383,9 @@ type slogPrinter struct{ log *slog.Logger }
 func (p slogPrinter) Printf(format string, args ...any) {
 	p.log.Debug(fmt.Sprintf(format, args...), "source", "fasthttp")
 }
+
+// Caches are the routes' response caches.
+func (g *Gateway) Caches() *cache.Registry { return g.caches }
 
 // Redis is the connection requests use, and its health.
 func (g *Gateway) Redis() *redisconn.Conn { return g.hot }

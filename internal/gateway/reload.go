@@ -65,6 +65,7 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 	next := proxy.Compile(loaded, g.generation, g.deps())
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
+		g.purgeChangedPools(prev.Config, next.Config)
 	}
 	g.healthChecks(next)
 	g.setLastError(nil, "")

@@ -131,4 +131,3 @@ func (g *Global) Stats() Stats {
 	s.Fallback = g.fellBack.Load()
 	return s
 }
-

@@ -49,6 +49,8 @@ type Metrics struct {
 	shadowDelta      *prometheus.HistogramVec
 	shadowFields     *prometheus.CounterVec
 	rateLimits       *prometheus.CounterVec
+	cacheRequests    *prometheus.CounterVec
+	caches           *cacheCollector
 	backends         *backendCollector
 	redis            *redisCollector
 }
@@ -108,6 +110,17 @@ func New() *Metrics {
 			Name: "sluice_ratelimit_decisions_total",
 			Help: "Rate limit decisions on requests of rate-limited routes, by route and decision (allowed, limited, or no_key: no entry had a key value).",
 		}, []string{"route", "decision"}),
+		cacheRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cache_requests_total",
+			Help: "Requests of cached routes, by route and result: hit, miss, bypass (the client said no-store), or coalesced (answered with a concurrent identical miss's answer).",
+		}, []string{"route", "result"}),
+		caches: &cacheCollector{
+			entries: prometheus.NewDesc("sluice_cache_entries", "Answers in the route's in-process cache.", []string{"route"}, nil),
+			bytes: prometheus.NewDesc("sluice_cache_bytes",
+				"Size of the route's in-process cache, as counted against max_bytes.", []string{"route"}, nil),
+			evicted: prometheus.NewDesc("sluice_cache_evictions_total",
+				"Answers evicted from the route's in-process cache to stay within max_bytes.", []string{"route"}, nil),
+		},
 		redis: &redisCollector{
 			up: prometheus.NewDesc("sluice_ratelimit_redis_up",
 				"1 while global rate limits are decided in Redis, 0 while Redis is down or slow and on_redis_error decides.", nil, nil),
@@ -123,7 +136,7 @@ func New() *Metrics {
 		},
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.backends, m.redis,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.cacheRequests, m.caches, m.backends, m.redis,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -321,4 +334,52 @@ func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(s.Errors))
+}
+
+// CacheSeries are a cached route's request counters.
+type CacheSeries struct {
+	Hit, Miss, Bypass, Coalesced prometheus.Counter
+}
+
+// Cache returns the cache counters of a route.
+func (m *Metrics) Cache(route string) *CacheSeries {
+	return &CacheSeries{
+		Hit:       m.cacheRequests.WithLabelValues(route, "hit"),
+		Miss:      m.cacheRequests.WithLabelValues(route, "miss"),
+		Bypass:    m.cacheRequests.WithLabelValues(route, "bypass"),
+		Coalesced: m.cacheRequests.WithLabelValues(route, "coalesced"),
+	}
+}
+
+// CacheState is one route's in-process cache for the gauges.
+type CacheState struct {
+	Route            string
+	Entries          int
+	Bytes, Evictions int64
+}
+
+// WatchCaches makes the cache gauges read states at each scrape.
+func (m *Metrics) WatchCaches(states func() []CacheState) { m.caches.states.Store(&states) }
+
+type cacheCollector struct {
+	entries, bytes, evicted *prometheus.Desc
+	states                  atomic.Pointer[func() []CacheState]
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.entries
+	ch <- c.bytes
+	ch <- c.evicted
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	states := c.states.Load()
+	if states == nil {
+		return
+	}
+	for _, s := range (*states)() {
+		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries), s.Route)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes), s.Route)
+		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(s.Evictions), s.Route)
+	}
 }

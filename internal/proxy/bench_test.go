@@ -11,11 +11,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/limits"
-	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/redisconn"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
@@ -46,7 +47,7 @@ routes:
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
-		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}),
+		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}), Cache: cache.NewRegistry(&redisconn.Conn{}),
 	}))
 	return p
 }
@@ -69,6 +70,9 @@ func BenchmarkProxyPlain(b *testing.B) {
 		// background, which shares the CPUs with the loop.
 		{"shadow_10pct", "    shadow: {pool: iris2, percent: 10, max_in_flight: 1024}\n"},
 		{"rate_limit_max_in_flight", benchLimits},
+		// Every request after the first is a hit: canonical body digest,
+		// key, lookup, and the stored answer written back.
+		{"cache_hit", "    cache: {ttl: 1h}\n"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			p := newBenchProxy(b, addr, bc.extra)

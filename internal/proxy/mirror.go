@@ -230,13 +230,19 @@ func (p *mirrorPlan) cancel() {
 }
 
 // capture reads the primary's answer into memory so that it can be
-// compared, and leaves it in resp for the client. Only answers with a
-// Content-Length up to the mirror's max_body are taken; false means the
-// answer is not comparable and stays streamed. A broken body is an error
-// for the client as it would have been while streaming.
+// compared (see captureBody).
 func (p *mirrorPlan) capture(resp *fasthttp.Response) ([]byte, bool, error) {
+	return captureBody(resp, p.m.maxBody)
+}
+
+// captureBody reads an upstream answer into memory and leaves it in resp
+// for the client. Only answers with a Content-Length up to limit are
+// taken; false means the answer stays streamed as it is. A broken body is
+// an error for the client as it would have been while streaming. The
+// result is the caller's to keep.
+func captureBody(resp *fasthttp.Response, limit int) ([]byte, bool, error) {
 	n := resp.Header.ContentLength()
-	if n < 0 || n > p.m.maxBody {
+	if n < 0 || n > limit {
 		return nil, false, nil
 	}
 	if !resp.IsBodyStream() {
@@ -248,8 +254,8 @@ func (p *mirrorPlan) capture(resp *fasthttp.Response) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	// SetBodyRaw closes the drained stream, which frees the upstream
-	// connection, and serves the client from body without a copy. The
-	// mirror only reads body, and fasthttp forgets it on reset.
+	// connection, and serves the client from body without a copy. Readers
+	// of body only read it, and fasthttp forgets it on reset.
 	resp.SetBodyRaw(body)
 	return body, true, nil
 }

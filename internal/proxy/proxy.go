@@ -127,12 +127,11 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 			status = FailRateLimited.Status
 			break
 		}
-		var plan mirrorPlan
-		if route.mirror != nil {
-			plan = route.mirror.plan(ctx, v.index, snap.trusted, scratch[:0])
+		if route.cache != nil {
+			served, status, forwarded = p.cached(ctx, snap, route, v, id, start, scratch[:0])
+			break
 		}
-		served, status = p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
-		ctx.Response.Header.Set(headerVariant, served.Name)
+		served, status = p.forwardMirrored(ctx, snap, route, v, id, start, scratch[:0])
 		forwarded = true
 	}
 	elapsed := time.Since(start)

@@ -1,15 +1,19 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
+	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/limits"
@@ -57,6 +61,7 @@ type Route struct {
 	retries     *retryPolicy
 	fallback    *Variant // the spare pool; nil when the route has none
 	limits      routeLimits
+	cache       *routeCache // nil unless the route caches
 	// Experiment is the split route's experiment; nil for other routes.
 	Experiment *experiments.Experiment
 }
@@ -102,6 +107,10 @@ type Pool struct {
 	timeout    time.Duration
 	outlier    backend.Outlier
 	maxEjected int // members that may be ejected at once (max_ejected_percent, at least 1)
+	// version names the pool's backends as configured: cached answers are
+	// keyed on it, so a reload that points the pool at other workers
+	// (another model) never serves what the old ones answered.
+	version []byte
 }
 
 // Member is a backend as one pool uses it.
@@ -191,6 +200,7 @@ type Deps struct {
 	Experiments *experiments.Registry
 	Shadows     *shadow.Registry
 	Limits      *limits.Registry
+	Cache       *cache.Registry
 }
 
 // Compile builds a snapshot from a validated config, leasing its backends
@@ -218,6 +228,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			timeout:    pc.Timeout.D(),
 			outlier:    backend.Outlier{ConsecutiveFailures: pc.Outlier.ConsecutiveFailures, EjectFor: pc.Outlier.EjectFor.D(), MaxEjectFor: pc.Outlier.MaxEjectFor.D()},
 			maxEjected: max(1, len(backends)*pc.Outlier.MaxEjectedPercent/100),
+			version:    poolVersion(name, pc),
 		}
 		weights := make([]int, len(backends))
 		settings := backend.Settings{MaxConns: pc.MaxConns, Timeout: pc.Timeout.D()}
@@ -233,6 +244,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		s.Pools[name] = p
 	}
 	splits, shadowed := map[string]bool{}, map[string]bool{}
+	cached := map[string]bool{}
 	limited := &limitsInUse{limiters: map[limits.Limiter]bool{}, counters: map[*limits.Concurrency]bool{}}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
@@ -245,7 +257,9 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			inFlight:    m.InFlight(rc.Name),
 			retries:     compileRetries(rc.Retries),
 			limits:      compileLimits(rc, deps.Limits, m, limited),
+			cache:       compileCache(rc, deps.Cache, m),
 		}
+		cached[rc.Name] = r.cache != nil
 		variant := func(name, pool string) *Variant {
 			return &Variant{Name: name, Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
 		}
@@ -277,6 +291,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 	deps.Experiments.Retain(splits)
 	deps.Shadows.Retain(shadowed)
 	deps.Limits.Retain(limited.limiters, limited.counters)
+	deps.Cache.Retain(cached)
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
@@ -341,4 +356,14 @@ func (s *Snapshot) Ready() []string {
 		}
 	}
 	return problems
+}
+
+// poolVersion is the pool's name and a digest of its backends and spawn
+// command as configured.
+func poolVersion(name string, pc *config.Pool) []byte {
+	spec, _ := json.Marshal(struct {
+		Backends []config.Backend
+		Spawn    *config.Spawn
+	}{pc.Backends, pc.Spawn})
+	return strconv.AppendUint([]byte(name+"@"), xxhash.Sum64(spec), 16)
 }
