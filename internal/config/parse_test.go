@@ -533,6 +533,13 @@ routes:
 		{"retries budget over 100", routeWith("retries:\n      budget_percent: 150   #!"), `must be above 0 and at most 100, got 150`},
 		{"retries unknown key", routeWith("retries:\n      attempt: 2   #!"), `unknown key "attempt"`},
 
+		// Cache.
+		{"cache ttl too short", routeWith("cache: {ttl: 10ms}   #!"), `must be 1s to 720h, got 10ms`},
+		{"cache too small", routeWith("cache: {max_bytes: 1KiB}   #!"), `must be 64KiB to 64GiB`},
+		{"cache shared without redis", routeWith("cache: {shared: true}   #!"), `needs a redis block`},
+		{"cache bad vary", routeWith("cache:\n      vary: [tenant]   #!"), `unknown key source "tenant"`},
+		{"cache unknown key", routeWith("cache: {tll: 1m}   #!"), `unknown key "tll"`},
+
 		// Limits.
 		{"max_in_flight negative", routeWith("max_in_flight: -1   #!"), `must be 0 (no cap) to 1000000, got -1`},
 		{"rate_limit without rate", routeWith("rate_limit:\n      - {key: client_ip}   #!"), `is required: requests per s, m or h`},
@@ -1034,6 +1041,14 @@ func TestBreakerPartialBlockKeepsOtherDefaults(t *testing.T) {
 		OpenFor: Duration(10 * time.Millisecond), HalfOpenRequests: DefaultBreakerHalfOpen, Window: Duration(DefaultBreakerWindow)}
 	if got := cfg.Pools["p1"].Breaker; got != want {
 		t.Errorf("breaker = %+v, want %+v", got, want)
+	}
+}
+
+func TestCacheDefaults(t *testing.T) {
+	cfg := mustParse(t, routeWith("cache: {}"))
+	want := Cache{TTL: Duration(DefaultCacheTTL), MaxBytes: DefaultCacheMaxBytes}
+	if got := cfg.Routes[0].Cache; got == nil || !reflect.DeepEqual(*got, want) {
+		t.Errorf("cache = %+v, want %+v", got, want)
 	}
 }
 
