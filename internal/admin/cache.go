@@ -2,9 +2,7 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -53,16 +51,8 @@ func purgeCache(w http.ResponseWriter, r *http.Request, s *proxy.Snapshot, reg *
 		Route string `json:"route"`
 		Pool  string `json:"pool"`
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+	if !readOptionalJSON(w, r, &req, `{"route": NAME, "pool": NAME}, either optional`) {
 		return
-	}
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", `the body must be {"route": NAME, "pool": NAME}, either optional: `+err.Error())
-			return
-		}
 	}
 	if req.Route != "" && (s == nil || s.Route(req.Route) == nil) {
 		writeError(w, http.StatusNotFound, "no_route", fmt.Sprintf("no route %q", req.Route))

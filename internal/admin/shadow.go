@@ -30,16 +30,8 @@ func resetShadow(w http.ResponseWriter, r *http.Request, reg *shadow.Registry) {
 	var req struct {
 		Route string `json:"route"`
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+	if !readOptionalJSON(w, r, &req, `{"route": NAME}, or empty for every route`) {
 		return
-	}
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", `the body must be {"route": NAME}, or empty for every route: `+err.Error())
-			return
-		}
 	}
 	if req.Route == "" {
 		reg.ResetAll()
@@ -51,4 +43,22 @@ func resetShadow(w http.ResponseWriter, r *http.Request, reg *shadow.Registry) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"reset": req.Route})
+}
+
+// readOptionalJSON decodes a small JSON request body into v; an empty
+// body leaves v as it is. On a bad body it answers 400, saying what the
+// body must be, and returns false.
+func readOptionalJSON(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+		return false
+	}
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, v); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "the body must be "+shape+": "+err.Error())
+			return false
+		}
+	}
+	return true
 }

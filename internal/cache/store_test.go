@@ -70,7 +70,7 @@ func TestExpiredEntryIsAMiss(t *testing.T) {
 // within max_bytes, counted and in the heap.
 func TestMemoryStaysWithinMaxBytes(t *testing.T) {
 	const maxBytes = 4 << 20
-	before := heapAlloc()
+	before := testutil.HeapAlloc()
 	st := NewRegistry(&redisconn.Conn{}).Store("r", Settings{TTL: time.Hour, MaxBytes: maxBytes})
 	body := bytes.Repeat([]byte("x"), 1000)
 	for i := range 40_000 { // 40 MB of answers
@@ -81,17 +81,10 @@ func TestMemoryStaysWithinMaxBytes(t *testing.T) {
 	if s.Bytes > maxBytes || s.Evicted == 0 {
 		t.Fatalf("after 40 MB of answers: %d bytes counted, %d evicted; want at most %d", s.Bytes, s.Evicted, maxBytes)
 	}
-	if grown := heapAlloc() - before; grown > 2*maxBytes {
+	if grown := testutil.HeapAlloc() - before; grown > 2*maxBytes {
 		t.Fatalf("heap grew %d bytes for a cache of at most %d", grown, maxBytes)
 	}
 	runtime.KeepAlive(st)
-}
-
-func heapAlloc() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 func TestPurgeByPool(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // drive sends n requests of key at one per gap from start (a fake clock)
@@ -84,7 +85,7 @@ func TestLocalForgetsTheLeastRecentlyUsedKey(t *testing.T) {
 // buckets, in memory the README states: at most 300 bytes a key.
 func TestLocalMemoryIsBoundedByMaxKeys(t *testing.T) {
 	const maxKeys, distinct, perKey = 100_000, 1_000_000, 300
-	before := heapInUse()
+	before := testutil.HeapAlloc()
 	l := NewLocal(10, 5, maxKeys)
 	now := time.Unix(1_000_000, 0)
 	for k := range uint64(distinct) {
@@ -92,7 +93,7 @@ func TestLocalMemoryIsBoundedByMaxKeys(t *testing.T) {
 			t.Fatalf("a new key (%d) was refused", k)
 		}
 	}
-	grown := heapInUse() - before
+	grown := testutil.HeapAlloc() - before
 	s := l.Stats()
 	if s.Keys != maxKeys || s.Evicted != distinct-maxKeys {
 		t.Fatalf("after %d keys: %d kept, %d evicted; want %d kept", distinct, s.Keys, s.Evicted, maxKeys)
@@ -102,13 +103,6 @@ func TestLocalMemoryIsBoundedByMaxKeys(t *testing.T) {
 	}
 	t.Logf("%d distinct keys: %d kept, heap grew %d bytes (%d a key)", distinct, s.Keys, grown, grown/maxKeys)
 	runtime.KeepAlive(l)
-}
-
-func heapInUse() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
 }
 
 func TestConcurrencyCapsRequestsInProgress(t *testing.T) {
