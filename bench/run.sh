@@ -2,7 +2,12 @@
 # bench/run.sh: side-by-side benchmark of a fixed backend reached
 #   1. directly,
 #   2. through nginx (upstream keepalive), and
-#   3. through the Sluice gateway (bin/gateway).
+#   3. through the Sluice gateway (bin/gateway), and
+#   4. "cached": through the same gateway process on a second route with a
+#      response cache (cache: {ttl: 1h}), so every request after the first
+#      is answered from memory (X-Sluice-Cache: hit) and never reaches the
+#      backend; compared with 3. it shows what a cache hit costs against a
+#      proxied request (its CPU per request is the gateway's, as for 3.).
 #
 # Run from anywhere (it cd's to the repo root); `make bench` calls it.
 # It is a benchmark, not a test: it always prints what it measured and
@@ -16,7 +21,7 @@
 #   BENCH_LAT_DURATION  duration of the 1-connection run       (default 5s)
 #   BENCH_WARMUP        warm-up duration before each target    (default 2s)
 #   BENCH_RUNS          repeat the whole comparison N times    (default 1)
-#   BENCH_TARGETS       subset of "direct nginx gateway"       (default all)
+#   BENCH_TARGETS       subset of "direct nginx gateway cached" (default all)
 #   BENCH_GATEWAY_BIN   gateway binary                         (default bin/gateway)
 #   BENCH_PORT_BASE     first port tried when picking ports    (default 18080)
 #   BENCH_RAW_DIR       if set, raw wrk outputs are copied there
@@ -30,7 +35,7 @@ THREADS=${BENCH_THREADS:-2}
 LAT_DURATION=${BENCH_LAT_DURATION:-5s}
 WARMUP=${BENCH_WARMUP:-2s}
 RUNS=${BENCH_RUNS:-1}
-TARGETS=${BENCH_TARGETS:-direct nginx gateway}
+TARGETS=${BENCH_TARGETS:-direct nginx gateway cached}
 GATEWAY_BIN=${BENCH_GATEWAY_BIN:-bin/gateway}
 PORT_BASE=${BENCH_PORT_BASE:-18080}
 
@@ -43,6 +48,8 @@ NGINX=""     # path of the nginx binary (may live in /usr/sbin, off PATH)
 NGINX_PID="" GATEWAY_PID="" BACKEND_PID=""
 
 has() { [[ " $TARGETS " == *" $1 "* ]]; }
+# The gateway process serves both the "gateway" and the "cached" target.
+needs_gateway() { has gateway || has cached; }
 
 # ------------------------------------------------------------ prerequisites
 
@@ -77,7 +84,7 @@ ensure_tools() {
 build_binaries() {
   log "building bench backend"
   go build -o "$TMP/backend" ./bench/backend || die "cannot build bench/backend"
-  if has gateway && [[ ! -x $GATEWAY_BIN ]]; then
+  if needs_gateway && [[ ! -x $GATEWAY_BIN ]]; then
     log "$GATEWAY_BIN missing, building ./cmd/gateway"
     mkdir -p "$(dirname "$GATEWAY_BIN")"
     go build -o "$GATEWAY_BIN" ./cmd/gateway ||
@@ -141,9 +148,21 @@ EOF
   wait_http nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/" "$TMP/nginx-error.log"
 }
 
+# The "cached" route comes before the catch-all one (routes match in order)
+# and is only configured when that target runs, so that a gateway binary
+# without the cache still serves the other targets.
 start_gateway() {
   pick_port; GATEWAY_PORT=$PICKED
   pick_port; ADMIN_PORT=$PICKED
+  local cached_route=""
+  if has cached; then
+    cached_route='  - name: cached
+    match: {path_prefix: /cached}
+    strip_prefix: /cached
+    pool: bench
+    cache: {ttl: 1h}
+'
+  fi
   cat >"$TMP/gateway.yaml" <<EOF
 server:
   listen: "127.0.0.1:$GATEWAY_PORT"
@@ -154,7 +173,7 @@ pools:
     backends: ["127.0.0.1:$BACKEND_PORT"]
     max_conns: 512
 routes:
-  - name: bench
+${cached_route}  - name: bench
     match: {path_prefix: /}
     pool: bench
 EOF
@@ -171,6 +190,21 @@ check_body() {
   want=$(curl -fsS --max-time 2 "http://127.0.0.1:$BACKEND_PORT/")
   got=$(curl -fsS --max-time 2 "$url" || true)
   [[ $got == "$want" ]] || log "WARNING: $name returned a different body: ${got:0:200}"
+}
+
+# The cached target: the first request fills the cache and must return the
+# backend's body; the second must be a hit (else the target would measure
+# plain proxying under another name) with that same body.
+check_cache() {
+  local url=$1 want got hdrs
+  want=$(curl -fsS --max-time 2 "http://127.0.0.1:$BACKEND_PORT/")
+  got=$(curl -fsS --max-time 2 "$url" || true)
+  [[ $got == "$want" ]] || log "WARNING: cached returned a different body: ${got:0:200}"
+  hdrs=$TMP/cached-headers.txt
+  got=$(curl -fsS --max-time 2 -D "$hdrs" "$url" || true)
+  [[ $got == "$want" ]] || log "WARNING: cached returned a different body on a hit: ${got:0:200}"
+  grep -qiE '^x-sluice-cache:[[:space:]]*hit[[:space:]]*$' "$hdrs" 2>/dev/null ||
+    log "WARNING: cached: the second request was not a cache hit (no X-Sluice-Cache: hit): its numbers are plain proxying"
 }
 
 # ---------------------------------------------------------------- measuring
@@ -221,7 +255,7 @@ proxy_pids() {
   # shellcheck disable=SC2046  # one pid per word
   case $1 in
     nginx)   echo "$NGINX_PID" $(children_of "$NGINX_PID") ;;
-    gateway) echo "$GATEWAY_PID" ;;
+    gateway | cached) echo "$GATEWAY_PID" ;;
     *)       ;;
   esac
 }
@@ -231,6 +265,7 @@ target_url() {
     direct)  echo "http://127.0.0.1:$BACKEND_PORT/predict" ;;
     nginx)   echo "http://127.0.0.1:$NGINX_PORT/predict" ;;
     gateway) echo "http://127.0.0.1:$GATEWAY_PORT/predict" ;;
+    cached)  echo "http://127.0.0.1:$GATEWAY_PORT/cached/" ;;
   esac
 }
 
@@ -285,8 +320,9 @@ bench_target() {
 # ---------------------------------------------------------------- reporting
 
 # Prints the table for one run (SEL = run number) or the per-column medians
-# over all runs (SEL = median). Ratios are gateway/nginx; for CPU, p99 and
-# 1-connection p50 lower is better, so a ratio > 1 means the gateway is worse.
+# over all runs (SEL = median). Ratios are gateway/nginx and cached/gateway;
+# for CPU, p99 and 1-connection p50 lower is better, so there a ratio > 1
+# means the first is worse (for throughput, higher is better).
 print_table() {
   local sel=$1 title=$2
   awk -F'\t' -v sel="$sel" -v title="$title" -v order="$TARGETS" '
@@ -326,6 +362,11 @@ print_table() {
           ratio(m["gateway", 3], m["nginx", 3]), ratio(m["gateway", 7], m["nginx", 7]),
           ratio(m["gateway", 5], m["nginx", 5]), ratio(m["gateway", 6], m["nginx", 6])
       }
+      if (("cached" in seen) && ("gateway" in seen)) {
+        printf "cached/gateway: throughput %s, CPU per request %s, p99 %s, p50 @1 conn %s\n",
+          ratio(m["cached", 3], m["gateway", 3]), ratio(m["cached", 7], m["gateway", 7]),
+          ratio(m["cached", 5], m["gateway", 5]), ratio(m["cached", 6], m["gateway", 6])
+      }
       for (i = 1; i <= nt; i++)
         if ((t[i] in seen) && (m[t[i], 8] + m[t[i], 9]) > 0)
           printf "WARNING: %s had errors (non-2xx %d, socket %d): its req/s is not comparable\n", t[i], m[t[i], 8], m[t[i], 9]
@@ -354,7 +395,7 @@ main() {
   [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
   local t
   for t in $TARGETS; do
-    case $t in direct | nginx | gateway) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
+    case $t in direct | nginx | gateway | cached) ;; *) die "unknown target '$t' in BENCH_TARGETS" ;; esac
   done
 
   LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -364,7 +405,9 @@ main() {
 
   start_backend
   if has nginx; then start_nginx; check_body nginx "http://127.0.0.1:$NGINX_PORT/predict"; fi
-  if has gateway; then start_gateway; check_body gateway "http://127.0.0.1:$GATEWAY_PORT/predict"; fi
+  if needs_gateway; then start_gateway; fi
+  if has gateway; then check_body gateway "http://127.0.0.1:$GATEWAY_PORT/predict"; fi
+  if has cached; then check_cache "http://127.0.0.1:$GATEWAY_PORT/cached/"; fi
   log "ports: backend $BACKEND_PORT${NGINX_PORT:+, nginx $NGINX_PORT}${GATEWAY_PORT:+, gateway $GATEWAY_PORT (admin $ADMIN_PORT)}"
 
   : >"$TMP/results.tsv"
