@@ -2,6 +2,7 @@
 //
 //	gateway [run] -config FILE        serve
 //	gateway check -config FILE        validate a config, print every error
+//	gateway healthcheck -config FILE  exit 0 when the gateway is ready
 //	gateway version                   version, commit, Go version
 package main
 
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(args, stdout, stderr)
 	case "report":
 		return report(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "sluice gateway %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -69,6 +72,9 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   gateway [run] -config FILE   serve (SIGHUP reloads, SIGTERM/SIGINT drain and exit)
   gateway check -config FILE   validate a config: exit 0, or print every error with its line and exit 1
+  gateway healthcheck [-config FILE | -admin URL] [-timeout 2s]
+                               ask a running gateway's /readyz: exit 0 when ready,
+                               1 with the reasons when not (for Docker HEALTHCHECK)
   gateway report shadow|experiments [-admin URL] [-token T]
                                print the shadow comparison or the A/B report of a
                                running gateway as a table

@@ -67,6 +67,31 @@ func Sum(data []byte) string {
 	return fmt.Sprintf("%x", h[:])
 }
 
+// AdminListen reads only admin.listen from a config file, leniently: a
+// file that would not pass validation (being edited, say) still names
+// where the running gateway's admin API is. Absent: the default.
+func AdminListen(data []byte) (string, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(trimBOM(data), &root); err != nil {
+		return "", syntaxProblem(err)
+	}
+	if len(root.Content) == 0 {
+		return DefaultAdminListen, nil
+	}
+	doc := root.Content[0]
+	expandEnv(doc)
+	var part struct {
+		Admin struct {
+			Listen string `yaml:"listen"`
+		} `yaml:"admin"`
+	}
+	_ = doc.Decode(&part) // other keys' types do not matter here
+	if part.Admin.Listen == "" {
+		return DefaultAdminListen, nil
+	}
+	return part.Admin.Listen, nil
+}
+
 // Parse decodes, expands, applies defaults and validates. On failure the
 // error is Problems holding everything found, each with its line.
 func Parse(data []byte) (*Config, error) {

@@ -37,8 +37,17 @@ type Config struct {
 type Server struct {
 	// Listen is the client address, host:port. Default ":8080".
 	Listen string `yaml:"listen" json:"listen"`
-	// TLS, when set, makes the listener terminate TLS. Zero: plain HTTP.
+	// TLS, when set, makes the listener terminate TLS (1.2 and 1.3, AEAD
+	// ciphers only). Every reload reads the certificate and key again, so
+	// a renewed certificate takes effect on SIGHUP as with nginx -s
+	// reload; turning TLS on or off needs a restart. Zero: plain HTTP.
 	TLS *TLS `yaml:"tls" json:"tls,omitempty"`
+	// RedirectHTTP, with tls set, is a second, plain-HTTP listener that
+	// answers every request with a redirect to the same URL over https
+	// (301, or 308 for methods other than GET and HEAD), as an nginx
+	// "listen 80; return 301 https://$host$request_uri;" server does.
+	// Bound at start. Zero: none.
+	RedirectHTTP string `yaml:"redirect_http" json:"redirect_http,omitempty"`
 	// ReadTimeout bounds how long the whole request (headers and body) may
 	// take to arrive; past it the client gets 408. Default 10s.
 	ReadTimeout Duration `yaml:"read_timeout" json:"read_timeout"`

@@ -188,6 +188,17 @@ func validateServer(ck *checker, c *Config) {
 			}
 		}
 	}
+	if s.RedirectHTTP != "" {
+		checkListen(ck, at("server", "redirect_http"), s.RedirectHTTP)
+		switch {
+		case s.TLS == nil:
+			ck.add(at("server", "redirect_http"), "redirects to https, so it needs server.tls")
+		case sameListen(s.RedirectHTTP, s.Listen):
+			ck.add(at("server", "redirect_http"), "%q is also server.listen", s.RedirectHTTP)
+		case sameListen(s.RedirectHTTP, c.Admin.Listen):
+			ck.add(at("server", "redirect_http"), "%q is also admin.listen", s.RedirectHTTP)
+		}
+	}
 	if s.MaxHeaderBytes < 1024 {
 		ck.add(at("server", "max_header_bytes"), "must be at least 1KiB, got %d bytes", s.MaxHeaderBytes)
 	}
@@ -780,7 +791,8 @@ func ListenerChanges(old, next *Config) []string {
 		}
 	}
 	diff("server.listen", a.Listen != b.Listen)
-	diff("server.tls", (a.TLS == nil) != (b.TLS == nil) || (a.TLS != nil && *a.TLS != *b.TLS))
+	diff("server.tls", (a.TLS == nil) != (b.TLS == nil))
+	diff("server.redirect_http", a.RedirectHTTP != b.RedirectHTTP)
 	diff("server.read_timeout", a.ReadTimeout != b.ReadTimeout)
 	diff("server.write_timeout", a.WriteTimeout != b.WriteTimeout)
 	diff("server.idle_timeout", a.IdleTimeout != b.IdleTimeout)

@@ -56,15 +56,21 @@ type Gateway struct {
 	// the snapshot is compiled again with the new addresses.
 	membership chan struct{}
 
-	reloadMu     sync.Mutex
-	generation   uint64
-	lastErr      *admin.LoadError
-	lastErrSum   string
-	lastErrMu    sync.RWMutex
-	server       *fasthttp.Server
-	adminServer  *http.Server
-	clientLn     net.Listener
-	adminLn      net.Listener
+	reloadMu    sync.Mutex
+	generation  uint64
+	lastErr     *admin.LoadError
+	lastErrSum  string
+	lastErrMu   sync.RWMutex
+	server      *fasthttp.Server
+	adminServer *http.Server
+	clientLn    net.Listener
+	adminLn     net.Listener
+	// certs is the client listener's certificate (nil without tls);
+	// redirect and redirectLn the plain-HTTP redirect listener (nil
+	// without redirect_http).
+	certs        *certStore
+	redirect     *fasthttp.Server
+	redirectLn   net.Listener
 	serveErr     chan error
 	stopWatching context.CancelFunc
 
@@ -148,15 +154,25 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("listen %s: %w", s.Listen, err)
 	}
 	if s.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(s.TLS.Cert, s.TLS.Key)
-		if err != nil {
+		g.certs = &certStore{}
+		if _, err := g.certs.load(s.TLS); err != nil {
 			g.clientLn.Close()
-			return fmt.Errorf("server.tls: %w", err)
+			return err
 		}
-		g.clientLn = tls.NewListener(g.clientLn, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		g.clientLn = tls.NewListener(g.clientLn, g.certs.tlsConfig())
+	}
+	if s.RedirectHTTP != "" {
+		if g.redirectLn, err = net.Listen("tcp", s.RedirectHTTP); err != nil {
+			g.clientLn.Close()
+			return fmt.Errorf("listen %s: %w", s.RedirectHTTP, err)
+		}
+		g.redirect = redirectServer(g.clientLn.Addr().String(), s, slogPrinter{g.log})
 	}
 	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		g.clientLn.Close()
+		if g.redirectLn != nil {
+			g.redirectLn.Close()
+		}
 		return fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
 	}
 	g.adminServer = &http.Server{
@@ -173,6 +189,9 @@ func (g *Gateway) Start() error {
 	g.reloadMu.Unlock()
 
 	go func() { g.serveErr <- g.server.Serve(g.clientLn) }()
+	if g.redirect != nil {
+		go func() { g.serveErr <- g.redirect.Serve(g.redirectLn) }()
+	}
 	go func() {
 		if err := g.adminServer.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
 			g.serveErr <- err
@@ -199,6 +218,14 @@ func (g *Gateway) Start() error {
 	return nil
 }
 
+// RedirectAddr is the bound plain-HTTP redirect address ("" without one).
+func (g *Gateway) RedirectAddr() string {
+	if g.redirectLn == nil {
+		return ""
+	}
+	return g.redirectLn.Addr().String()
+}
+
 // ClientAddr is the bound client address (useful with port 0).
 func (g *Gateway) ClientAddr() string { return g.clientLn.Addr().String() }
 
@@ -222,6 +249,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, drain)
 	defer cancel()
 	g.log.Info("draining", "timeout", drain.String())
+	if g.redirect != nil {
+		_ = g.redirect.ShutdownWithContext(ctx)
+	}
 	err := g.server.ShutdownWithContext(ctx)
 	if err != nil {
 		err = fmt.Errorf("drain: %w", err)

@@ -27,7 +27,11 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	}
 	sum := config.Sum(data)
 	if sum == current.SHA256 {
-		// Saved without change, or put back as it was after a bad edit.
+		// Saved without change, or put back as it was after a bad edit;
+		// a renewed certificate is picked up all the same.
+		if err := g.reloadCertificate(current.Config.Server.TLS, trigger); err != nil {
+			return current.Generation, g.reject(trigger, sum, err)
+		}
 		g.setLastError(nil, "")
 		if trigger != "watch" {
 			g.log.Info("config unchanged; nothing to apply", "trigger", trigger, "generation", current.Generation)
@@ -48,6 +52,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 			strings.Join(changed, ", ")))
 	}
 	if err := openableRecords(cfg); err != nil {
+		return current.Generation, g.reject(trigger, sum, err)
+	}
+	if err := g.reloadCertificate(cfg.Server.TLS, trigger); err != nil {
 		return current.Generation, g.reject(trigger, sum, err)
 	}
 	g.apply(&config.Loaded{Config: cfg, Source: data, SHA256: sum})
