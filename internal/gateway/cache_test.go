@@ -156,6 +156,22 @@ func TestCacheControl(t *testing.T) {
 				h.Get("X-Sluice-Cache"), h2.Get("X-Sluice-Cache"), b.hits.Load())
 		}
 	})
+	t.Run("credentialed requests bypass unless the key varies on them", func(t *testing.T) {
+		b := startCounting(t, "w", 0, 200)
+		g := startGateway(t, cachedRoute(b.addr, "{ttl: 1m}"))
+		post(t, g.url+"/p", `{}`, "Authorization", "Bearer alice")
+		_, _, h := post(t, g.url+"/p", `{}`, "Authorization", "Bearer bob")
+		if h.Get("X-Sluice-Cache") != "bypass" || b.hits.Load() != 2 {
+			t.Fatalf("bob after alice: X-Sluice-Cache %q, worker reached %d times; want bypass (RFC 9111 3.5)", h.Get("X-Sluice-Cache"), b.hits.Load())
+		}
+		varying := startGateway(t, cachedRoute(b.addr, "{ttl: 1m, vary: [header:Authorization]}"))
+		post(t, varying.url+"/p", `{}`, "Authorization", "Bearer alice")
+		_, _, alice := post(t, varying.url+"/p", `{}`, "Authorization", "Bearer alice")
+		_, _, bob := post(t, varying.url+"/p", `{}`, "Authorization", "Bearer bob")
+		if alice.Get("X-Sluice-Cache") != "hit" || bob.Get("X-Sluice-Cache") != "miss" {
+			t.Fatalf("varying on Authorization: alice again %q, bob %q; want hit and miss", alice.Get("X-Sluice-Cache"), bob.Get("X-Sluice-Cache"))
+		}
+	})
 	t.Run("client no-cache refreshes", func(t *testing.T) {
 		b := startCounting(t, "w", 0, 200)
 		g := startGateway(t, cachedRoute(b.addr, "{ttl: 1m}"))

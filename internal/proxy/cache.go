@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -23,6 +24,9 @@ type routeCache struct {
 	coalesce bool
 	maxEntry int // largest body stored
 	series   *metrics.CacheSeries
+	// variesOnAuthorization: the key holds the Authorization header, so
+	// credentialed requests may be cached.
+	variesOnAuthorization bool
 }
 
 // compileCache builds a route's cache, nil when it has none.
@@ -40,6 +44,9 @@ func compileCache(rc *config.Route, reg *cache.Registry, m *metrics.Metrics) *ro
 	for _, v := range cc.Vary {
 		src, _ := config.ParseKeySource(v) // validated
 		c.vary = append(c.vary, keyReader{src: src})
+		if src.Kind == config.KeyHeader && strings.EqualFold(src.Name, fasthttp.HeaderAuthorization) {
+			c.variesOnAuthorization = true
+		}
 	}
 	return c
 }
@@ -77,7 +84,11 @@ func (p *Proxy) cached(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v
 	if len(field) == 0 && bytes.EqualFold(ctx.Request.Header.Peek(fasthttp.HeaderPragma), []byte("no-cache")) {
 		cc.noCache = true // RFC 9111 5.4: an HTTP/1.0 client's no-cache
 	}
-	if cc.noStore {
+	// RFC 9111 3.5: a shared cache does not answer one user's
+	// credentialed request with another's answer; a route that varies on
+	// the credentials keys them apart and may cache. HEAD answers have no
+	// body to store.
+	if cc.noStore || ctx.IsHead() || len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) > 0 && !c.variesOnAuthorization {
 		c.series.Bypass.Inc()
 		served, status := p.forwardMirrored(ctx, snap, route, v, id, start, scratch)
 		ctx.Response.Header.Set(headerCache, "bypass")
