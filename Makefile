@@ -20,10 +20,11 @@ run: build
 	./bin/gateway -config $(CONFIG)
 
 # The full suite: vet, formatting, and every test with the race detector
-# (which needs a C compiler) and a real Redis: both installed from Debian
+# (which needs a C compiler), a real Redis, nginx (the import parity test)
+# and Prometheus (the alert rules and a real scrape): installed from Debian
 # packages if missing.
 test: vet
-	@scripts/deps.sh cc=gcc redis-server=redis-server
+	@scripts/deps.sh cc=gcc redis-server=redis-server nginx=nginx promtool=prometheus prometheus=prometheus
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
