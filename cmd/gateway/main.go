@@ -56,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return report(args, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stdout, stderr)
+	case "import-nginx":
+		return importNginx(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "sluice gateway %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -78,6 +80,9 @@ func usage(w io.Writer) {
   gateway report shadow|experiments [-admin URL] [-token T]
                                print the shadow comparison or the A/B report of a
                                running gateway as a table
+  gateway import-nginx [-o out.yaml] nginx.conf
+                               translate an nginx config into a gateway config; every
+                               directive not translated is listed on stderr with its line
   gateway version              print version, commit and Go version
 `)
 }
