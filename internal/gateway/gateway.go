@@ -132,23 +132,9 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 func (g *Gateway) Start() error {
 	cfg := g.initial.Config
 	s := cfg.Server
-	g.server = &fasthttp.Server{
-		Handler:               g.proxy.Handle,
-		HeaderReceived:        g.proxy.HeaderReceived,
-		ErrorHandler:          g.proxy.ErrorHandler,
-		Name:                  "",
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		ReadTimeout:           s.ReadTimeout.D(),
-		WriteTimeout:          s.WriteTimeout.D(),
-		IdleTimeout:           s.IdleTimeout.D(),
-		ReadBufferSize:        int(s.MaxHeaderBytes),
-		MaxRequestBodySize:    int(s.MaxBody),
-		CloseOnShutdown:       true,
-		// Bodies are forwarded as they came; multipart forms are not parsed.
-		DisablePreParseMultipartForm: true,
-		Logger:                       slogPrinter{g.log},
-	}
+	g.server = clientServer(s, g.proxy.Handle, slogPrinter{g.log})
+	g.server.HeaderReceived = g.proxy.HeaderReceived
+	g.server.ErrorHandler = g.proxy.ErrorHandler
 	var err error
 	if g.clientLn, err = net.Listen("tcp", s.Listen); err != nil {
 		return fmt.Errorf("listen %s: %w", s.Listen, err)
@@ -224,6 +210,26 @@ func (g *Gateway) RedirectAddr() string {
 		return ""
 	}
 	return g.redirectLn.Addr().String()
+}
+
+// clientServer is a fasthttp server with the client listener's limits and
+// timeouts (server.*), answering with handler.
+func clientServer(s config.Server, handler fasthttp.RequestHandler, log slogPrinter) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               handler,
+		Name:                  "",
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           s.ReadTimeout.D(),
+		WriteTimeout:          s.WriteTimeout.D(),
+		IdleTimeout:           s.IdleTimeout.D(),
+		ReadBufferSize:        int(s.MaxHeaderBytes),
+		MaxRequestBodySize:    int(s.MaxBody),
+		CloseOnShutdown:       true,
+		// Bodies are forwarded as they came; multipart forms are not parsed.
+		DisablePreParseMultipartForm: true,
+		Logger:                       log,
+	}
 }
 
 // ClientAddr is the bound client address (useful with port 0).

@@ -97,34 +97,23 @@ func redirectServer(httpsListen string, s config.Server, log slogPrinter) *fasth
 	if port != "443" {
 		suffix = ":" + port
 	}
-	return &fasthttp.Server{
-		Name:                  "",
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		ReadTimeout:           s.ReadTimeout.D(),
-		WriteTimeout:          s.WriteTimeout.D(),
-		IdleTimeout:           s.IdleTimeout.D(),
-		ReadBufferSize:        int(s.MaxHeaderBytes),
-		MaxRequestBodySize:    int(s.MaxBody),
-		Logger:                log,
-		Handler: func(ctx *fasthttp.RequestCtx) {
-			host := string(ctx.Host())
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			status := fasthttp.StatusMovedPermanently
-			if !ctx.IsGet() && !ctx.IsHead() {
-				status = fasthttp.StatusPermanentRedirect // keeps the method and body (RFC 9110 15.4.9)
-			}
-			if host == "" || !validHost(host) {
-				ctx.Error(`{"error":{"code":"bad_request","message":"a redirect to https needs a valid Host header"}}`, fasthttp.StatusBadRequest)
-				return
-			}
-			ctx.Response.Header.Set("Location", "https://"+host+suffix+string(ctx.RequestURI()))
-			ctx.Response.Header.Set("Content-Length", strconv.Itoa(0))
-			ctx.SetStatusCode(status)
-		},
-	}
+	return clientServer(s, func(ctx *fasthttp.RequestCtx) {
+		host := string(ctx.Host())
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		status := fasthttp.StatusMovedPermanently
+		if !ctx.IsGet() && !ctx.IsHead() {
+			status = fasthttp.StatusPermanentRedirect // keeps the method and body (RFC 9110 15.4.9)
+		}
+		if host == "" || !validHost(host) {
+			ctx.Error(`{"error":{"code":"bad_request","message":"a redirect to https needs a valid Host header"}}`, fasthttp.StatusBadRequest)
+			return
+		}
+		ctx.Response.Header.Set("Location", "https://"+host+suffix+string(ctx.RequestURI()))
+		ctx.Response.Header.Set("Content-Length", strconv.Itoa(0))
+		ctx.SetStatusCode(status)
+	}, log)
 }
 
 // validHost reports whether h may go into a Location: letters, digits,
