@@ -644,9 +644,19 @@ routes:
 		p99s[round] = lat[len(lat)*99/100]
 	}
 	t.Logf("p99 of 503s per round: %v", p99s)
+	// What makes the 503 fast is that it comes from known state: no
+	// request dials the dead backends again. Timing on a shared test
+	// machine only gets a sanity bound (a dial or an attempt timeout would
+	// take far longer); the sub-millisecond figure is measured by the
+	// benchmarks.
+	for _, dead := range []string{dead1, dead2} {
+		if n := metricValue(t, g, `sluice_upstream_requests_total{backend="`+dead+`",outcome="connect_error",pool="main"}`); n != "1" {
+			t.Fatalf("%s attempts on dead backend %s after 1,500 requests, want still 1: the 503s dialed", n, dead)
+		}
+	}
 	slices.Sort(p99s)
-	if p99s[1] >= 5*time.Millisecond {
-		t.Fatalf("p99 of the 503s %v (median of rounds %v), want under 5ms", p99s[1], p99s)
+	if p99s[1] >= 50*time.Millisecond {
+		t.Fatalf("p99 of the 503s %v (median of rounds %v), want far under any dial or attempt timeout", p99s[1], p99s)
 	}
 }
 
