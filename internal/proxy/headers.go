@@ -170,32 +170,9 @@ func newRequestID(dst *[36]byte) []byte {
 	return dst[:]
 }
 
-// framingConflict reports whether a request carried both Content-Length
-// and Transfer-Encoding. RFC 9112 6.3 lets a server drop the
-// Content-Length, but a front end and a back end that disagree on which
-// header frames the body is how request smuggling works, so the gateway
-// refuses such a request and closes the connection. raw is the header
-// block as received (fasthttp rewrites the parsed framing headers once it
-// has read the body).
+// framingConflict reports whether a request's raw header block leaves the
+// end of its body in doubt (Content-Length with Transfer-Encoding, or a
+// Transfer-Encoding other than chunked); checkHeaders in edge.go says why.
 func framingConflict(raw []byte) bool {
-	var length, encoding bool
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		i := bytes.IndexByte(line, ':')
-		if i <= 0 {
-			continue
-		}
-		switch name := bytes.TrimSpace(line[:i]); {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			length = true
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			encoding = true
-		}
-	}
-	return length && encoding
+	return checkHeaders(raw) == headersBadFraming
 }

@@ -91,10 +91,26 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		id = newRequestID((*[36]byte)(idStore[:36]))
 	}
 
-	if framingConflict(ctx.Request.Header.RawHeaders()) {
-		ctx.SetConnectionClose()
+	// Edge checks (edge.go). A refused request closes its connection: one
+	// that is malformed says nothing good of what follows it on the wire.
+	switch checkHeaders(ctx.Request.Header.RawHeaders()) {
+	case headersBad, headersBadFraming:
 		p.refuse(ctx, FailBadRequest, id)
+		ctx.SetConnectionClose() // after refuse: writeFailure resets the response
 		return
+	case headersUnderscore:
+		dropUnderscoreHeaders(&ctx.Request.Header)
+	}
+	if target := ctx.Request.Header.RequestURI(); badTarget(target) {
+		p.refuse(ctx, FailBadRequest, id)
+		ctx.SetConnectionClose() // after refuse: writeFailure resets the response
+		return
+	} else if authority := ctx.URI().Host(); target[0] != '/' && len(authority) > 0 {
+		// Absolute form: the authority wins over Host (RFC 9112 3.2.2).
+		// Routing already reads it (ctx.Host is the URI's host); Host is
+		// replaced so that sticky keys, X-Forwarded-Host and the backend
+		// see the same one value.
+		ctx.Request.Header.SetHostBytes(authority)
 	}
 	if ctx.Request.Header.Len() > snap.maxHeaders {
 		p.refuse(ctx, FailTooManyHeaders, id)
