@@ -35,22 +35,31 @@ var hopHeaders = []string{
 // list. The caller handles Connection: close itself, since fasthttp keeps
 // it as a flag rather than a header.
 func removeHopByHop(h interface {
-	Peek(string) []byte
+	PeekAll(string) [][]byte
 	DelBytes([]byte)
 	Del(string)
 }) {
-	conn := h.Peek("Connection")
-	for len(conn) > 0 {
-		var token []byte
-		if i := bytes.IndexByte(conn, ','); i >= 0 {
-			token, conn = conn[:i], conn[i+1:]
-		} else {
-			token, conn = conn, nil
+	// The list may be split over several Connection lines (RFC 9110 5.3);
+	// every name in any of them is hop-by-hop. The names are deleted after
+	// the walk, which reads the header's own buffers.
+	var named [8][]byte
+	toDelete := named[:0]
+	for _, conn := range h.PeekAll("Connection") {
+		for len(conn) > 0 {
+			var token []byte
+			if i := bytes.IndexByte(conn, ','); i >= 0 {
+				token, conn = conn[:i], conn[i+1:]
+			} else {
+				token, conn = conn, nil
+			}
+			token = bytes.TrimSpace(token)
+			if len(token) > 0 && !bytes.EqualFold(token, []byte("close")) && !bytes.EqualFold(token, []byte("keep-alive")) {
+				toDelete = append(toDelete, token)
+			}
 		}
-		token = bytes.TrimSpace(token)
-		if len(token) > 0 && !bytes.EqualFold(token, []byte("close")) && !bytes.EqualFold(token, []byte("keep-alive")) {
-			h.DelBytes(token)
-		}
+	}
+	for _, token := range toDelete {
+		h.DelBytes(token)
 	}
 	h.Del("Connection")
 	for _, name := range hopHeaders {

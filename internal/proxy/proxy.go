@@ -184,6 +184,12 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	}
 	if len(route.stripPrefix) > 0 {
 		stripPrefix(req, route.stripPrefix, scratch[:0])
+	} else if u := req.URI(); !bytes.Equal(u.PathOriginal(), u.Path()) {
+		// The worker gets the path the route was chosen by: "/a/../b/x"
+		// matched /b/, so it is sent as "/b/x", and a worker that resolves
+		// dot segments otherwise cannot serve another resource than the
+		// one routed (path confusion).
+		u.SetPathBytes(u.Path())
 	}
 
 	if plan.active() {
