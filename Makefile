@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG   ?= config/gateway.yaml
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet race bench bench-shadow bench-ratelimit bench-go fuzz reload-check clean
+.PHONY: all build run test vet race bench bench-shadow bench-ratelimit bench-go fuzz reload-check soak clean
 
 all: build
 
@@ -56,7 +56,7 @@ fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$target"; \
-	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -parallel $(or $(FUZZPARALLEL),1) $$pkg; \
 	  done; \
 	done
 
@@ -64,6 +64,12 @@ fuzz:
 reload-check:
 	@scripts/deps.sh cc=gcc
 	CGO_ENABLED=1 $(GO) test -race -count=1 -run 'TestReloadUnderLoad$$' -v ./internal/gateway/
+
+# The soak: constant-rate load against a dev-like stack while workers die,
+# hang and fail, Redis goes away and the config is rewritten; prints the
+# report (SOAK_DURATION, default 5m; `make test` runs it for 60 s).
+soak:
+	bash scripts/soak.sh
 
 clean:
 	rm -rf bin
