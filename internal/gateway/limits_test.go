@@ -276,18 +276,19 @@ func TestMaxInFlightAnswersTheRestAtOnce(t *testing.T) {
 }
 
 // globalLimit is a gateway config whose route has one global limit of
-// 100/s with burst 20 on X-API-Key, in the Redis at addr.
-func globalLimit(backend, redisAddr, onError string) string {
+// 100/s with burst 20 on X-API-Key, in the Redis at addr, each round trip
+// bounded by timeout.
+func globalLimit(backend, redisAddr, timeout, onError string) string {
 	return fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
-redis: {addr: %q, timeout: 25ms}
+redis: {addr: %q, timeout: %s}
 pools: {p: {backends: [%s]}}
 routes:
   - name: main
     pool: p
     rate_limit: {key: header:X-API-Key, rate: 100/s, burst: 20, scope: global, on_redis_error: %s, replicas: 2}
-`, redisAddr, backend, onError)
+`, redisAddr, timeout, backend, onError)
 }
 
 // Acceptance: three gateways sharing one Redis hold one key to 100/s with
@@ -301,7 +302,10 @@ func TestGlobalRateLimitHoldsAcrossThreeGateways(t *testing.T) {
 	backend := okBackend(t)
 	var gws []*testGateway
 	for range 3 {
-		gws = append(gws, startGateway(t, globalLimit(backend, redisAddr, "local")))
+		// A generous timeout: this test is about one bucket shared by three
+		// gateways, and a loaded test machine can keep Redis from answering
+		// within 25 ms, which would rightly hand decisions to the fallback.
+		gws = append(gws, startGateway(t, globalLimit(backend, redisAddr, "500ms", "local")))
 	}
 	reqs, run := pace(t, 10_000, time.Millisecond, 9, func(i int, req *fasthttp.Request) {
 		keyed(gws[i%3].url+"/predict", "team-a")(i, req)
@@ -331,7 +335,10 @@ func TestGlobalRateLimitThroughRedisOutages(t *testing.T) {
 	}
 	redisAddr := testutil.RestartableAddr(t)
 	srv := testutil.StartRedis(t, redisAddr)
-	g := startGateway(t, globalLimit(okBackend(t), redisAddr, "local"))
+	// 100 ms rather than the default 25 ms: a loaded test machine must not
+	// turn Redis "down" in the phases where it is up.
+	const redisTimeout = 100 * time.Millisecond
+	g := startGateway(t, globalLimit(okBackend(t), redisAddr, redisTimeout.String(), "local"))
 
 	// 500/s for 10 s: up [0, 2s), stopped [2s, 4s), restarted [4s, 6s),
 	// paused [6s, 8s), resumed [8s, 10s).
@@ -380,7 +387,7 @@ func TestGlobalRateLimitThroughRedisOutages(t *testing.T) {
 	// A structural bound, not a timing budget: a request waits on Redis
 	// for one timeout at most, never for a connect or pool timeout.
 	for what, d := range map[string]time.Duration{"stopped": stopped, "paused": paused} {
-		if d > up+25*ms+100*ms {
+		if d > up+redisTimeout+100*ms {
 			t.Errorf("p99 with Redis %s %v, up %v: requests waited on Redis past redis.timeout", what, d, up)
 		}
 	}
