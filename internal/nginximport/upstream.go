@@ -53,9 +53,12 @@ type timeoutUse struct {
 // nginx's defaults for an upstream server (ngx_http_upstream_module:
 // server): one failure within 10s takes a server out for 10s.
 const (
-	defaultMaxFails    = 1
-	defaultFailTimeout = 10 * time.Second
-	maxWeight          = 10000 // the gateway's largest backend weight
+	defaultMaxFails = 1
+	// maxConsecutiveFailures is the most outlier.consecutive_failures the
+	// gateway's config takes.
+	maxConsecutiveFailures = 10000
+	defaultFailTimeout     = 10 * time.Second
+	maxWeight              = 10000 // the gateway's largest backend weight
 )
 
 // upstream translates "upstream NAME { server ...; }" into pool NAME, and
@@ -220,9 +223,13 @@ func (t *translator) outlierOf(servers []*Directive) *outlier {
 	from := servers[first]
 	fails, timeout, _, _ := failSettings(from)
 	o := &outlier{failures: fails, ejectFor: timeout, from: from}
-	if fails == 0 {
-		t.note(from, "max_fails=0 turns nginx's failure accounting off; the gateway always ejects: consecutive_failures is set to its most, 10000")
-		o.failures = 10000
+	switch {
+	case fails == 0:
+		t.note(from, "max_fails=0 turns nginx's failure accounting off; the gateway always ejects: consecutive_failures is set to its most, %d", maxConsecutiveFailures)
+		o.failures = maxConsecutiveFailures
+	case fails > maxConsecutiveFailures:
+		t.note(from, "max_fails=%d is more than the gateway takes: consecutive_failures is set to its most, %d", fails, maxConsecutiveFailures)
+		o.failures = maxConsecutiveFailures
 	}
 	if timeout < time.Second {
 		t.note(from, "fail_timeout=%s is shorter than the gateway's ejections: eject_for is set to 1s", durationText(timeout))
