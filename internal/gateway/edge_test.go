@@ -164,6 +164,9 @@ func TestEdgeRejects(t *testing.T) {
 	}{
 		// Framing (RFC 9112 6): any doubt about where the body ends is a
 		// smuggling risk, so the answer is 400 and the connection closes.
+		// Regression (FuzzHandle): HTTP/0.0 was served and forwarded as sent.
+		{"unknown HTTP version 0.0", "GET /ok HTTP/0.0\r\nHost: x\r\n\r\n", 400, "bad_request", true},
+		{"unknown HTTP version 1.7", "GET /ok HTTP/1.7\r\nHost: x\r\n\r\n", 400, "bad_request", true},
 		{"Content-Length with Transfer-Encoding", post + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request", true},
 		{"two different Content-Length", post + "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400, "bad_request", true},
 		{"two equal Content-Length", post + "Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", 400, "bad_request", true},

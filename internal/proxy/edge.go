@@ -216,3 +216,13 @@ var unhex = func() (t [256]int8) {
 	}
 	return t
 }()
+
+// knownVersion reports whether a request's HTTP version is one the
+// gateway speaks: 1.0 or 1.1. fasthttp reads any "HTTP/x.y" (HTTP/0.0,
+// HTTP/1.7) as a request to serve, and a worker would get the version as
+// sent; nginx refuses what it does not know too.
+func knownVersion(proto []byte) bool {
+	return bytes.Equal(proto, http11) || bytes.Equal(proto, http10)
+}
+
+var http10 = []byte("HTTP/1.0")

@@ -101,7 +101,7 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	case headersUnderscore:
 		dropUnderscoreHeaders(&ctx.Request.Header)
 	}
-	if target := ctx.Request.Header.RequestURI(); badTarget(target) {
+	if target := ctx.Request.Header.RequestURI(); badTarget(target) || !knownVersion(ctx.Request.Header.Protocol()) {
 		p.refuse(ctx, FailBadRequest, id)
 		ctx.SetConnectionClose() // after refuse: writeFailure resets the response
 		return
