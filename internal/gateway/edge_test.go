@@ -167,6 +167,10 @@ func TestEdgeRejects(t *testing.T) {
 		// Regression (FuzzHandle): HTTP/0.0 was served and forwarded as sent.
 		{"unknown HTTP version 0.0", "GET /ok HTTP/0.0\r\nHost: x\r\n\r\n", 400, "bad_request", true},
 		{"unknown HTTP version 1.7", "GET /ok HTTP/1.7\r\nHost: x\r\n\r\n", 400, "bad_request", true},
+		// Regression (FuzzHandle): an absolute form without an authority
+		// reached a worker with no Host.
+		{"absolute form without an authority", "GET http:///ok HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request", true},
+		{"absolute form with another scheme", "GET ftp://x/ok HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request", true},
 		{"Content-Length with Transfer-Encoding", post + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "bad_request", true},
 		{"two different Content-Length", post + "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400, "bad_request", true},
 		{"two equal Content-Length", post + "Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd", 400, "bad_request", true},

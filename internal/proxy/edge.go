@@ -130,6 +130,8 @@ func dropUnderscoreHeaders(h *fasthttp.RequestHeader) {
 
 // badTarget reports whether a request-target (as received) is refused.
 // fasthttp has refused control bytes already. On top of that:
+//   - in absolute form, a scheme other than http or https, or an empty
+//     authority;
 //   - a fragment: RFC 9112 3.2 gives '#' no place in a request-target, and
 //     Envoy rejects it by default (http_reject_path_with_fragment);
 //   - any byte outside ASCII, UTF-8 or not: RFC 3986 2 wants it
@@ -151,8 +153,17 @@ func badTarget(target []byte) bool {
 		if i < 0 {
 			return false // asterisk or authority form
 		}
+		// Only http and https name a resource the gateway serves, and an
+		// empty authority leaves the request with no Host at all
+		// (regression: "A:///b/" reached a worker without one).
+		if scheme := target[:i]; !bytes.EqualFold(scheme, []byte("http")) && !bytes.EqualFold(scheme, []byte("https")) {
+			return true
+		}
 		rest := target[i+3:]
 		j := bytes.IndexByte(rest, '/')
+		if j == 0 || len(rest) == 0 {
+			return true
+		}
 		if j < 0 {
 			return bytes.IndexByte(rest, '#') >= 0
 		}
