@@ -26,10 +26,7 @@ func TestBinaryDrains500InFlightOnSIGTERM(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	const n = 500
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testutil.Build(t, "gateway"), "gateway")
 	var entered atomic.Int64
 	allIn := make(chan struct{})
 	slow := testutil.Backend(t, func(ctx *fasthttp.RequestCtx) {
@@ -47,7 +44,7 @@ pools: {p: {backends: [%s], max_conns: 1000, timeout: 10s}}
 routes: [{name: main, pool: p}]
 `, listen, admin, slow))
 	cmd := exec.Command(bin, "-config", path)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,24 +17,6 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -56,10 +36,7 @@ func TestBinaryReloadsOnSIGHUPAndDrainsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testutil.Build(t, "gateway"), "gateway")
 	entered := make(chan struct{}, 1)
 	a := testutil.Named(t, "a")
 	b := testutil.Backend(t, func(ctx *fasthttp.RequestCtx) {
@@ -81,7 +58,7 @@ routes: [{name: main, pool: %s}]
 	path := testutil.WriteFile(t, dir, "gateway.yaml", conf("a"))
 
 	cmd := exec.Command(bin, "-config", path)
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,10 +137,7 @@ func TestTwoProcessesAssignKeysIdentically(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "gateway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testutil.Build(t, "gateway"), "gateway")
 	a, b := testutil.Named(t, "a"), testutil.Named(t, "b")
 	path := testutil.WriteFile(t, t.TempDir(), "gateway.yaml", fmt.Sprintf(`
 server: {listen: "127.0.0.1:${PORT}"}
@@ -184,7 +158,7 @@ routes:
 		_, adminPort, _ := net.SplitHostPort(admin)
 		cmd := exec.Command(bin, "-config", path)
 		cmd.Env = append(os.Environ(), "PORT="+port, "ADMIN_PORT="+adminPort)
-		var logs syncBuffer
+		var logs testutil.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

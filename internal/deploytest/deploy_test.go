@@ -306,15 +306,9 @@ func (df *dockerfile) imagePath(p string) string {
 }
 
 // deployBuildGateway builds cmd/gateway into a temporary directory.
-func deployBuildGateway(t *testing.T, dir string) string {
+func deployBuildGateway(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(dir, "gateway")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
-	cmd.Dir = deployRepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/gateway: %v\n%s", err, out)
-	}
-	return bin
+	return filepath.Join(testutil.Build(t, "gateway"), "gateway")
 }
 
 func TestDeployDockerfile(t *testing.T) {
@@ -443,7 +437,7 @@ func TestDeployDockerfile(t *testing.T) {
 		if got := deployFlag(df.health, "-config"); got != confPath {
 			t.Errorf("HEALTHCHECK reads -config %q, the gateway runs with %q", got, confPath)
 		}
-		bin := deployBuildGateway(t, t.TempDir())
+		bin := deployBuildGateway(t)
 		out, _ := exec.Command(bin, "help").CombinedOutput()
 		if !strings.Contains(string(out), "gateway healthcheck") {
 			t.Errorf("gateway help does not list healthcheck:\n%s", out)

@@ -1,7 +1,6 @@
 package deploytest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -636,30 +635,12 @@ func prometheusConfig(t *testing.T, dir, target string) string {
 	return testutil.WriteFile(t, dir, "prometheus.yml", string(out))
 }
 
-// syncBuffer collects a process's output for the failure message.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startPrometheus runs Prometheus on a free loopback port until the test
 // ends and waits until it is ready.
 func startPrometheus(t *testing.T, bin, dir, config string) *promAPI {
 	t.Helper()
 	addr := testutil.ClosedAddr(t)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+addr, "--log.level=warn")
 	cmd.Dir = dir

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // TestRunLocalCheck runs deploy/nginx-compat/run-local.sh --check: the
@@ -33,14 +35,7 @@ func TestRunLocalCheck(t *testing.T) {
 	// The script's own binaries would go to bin/ through make build; the
 	// test builds them into a temporary directory instead, so that a test
 	// run never replaces what a developer has in bin/.
-	bin := t.TempDir()
-	for _, pkg := range []string{"gateway", "modelworker"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, pkg), "./cmd/"+pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/%s: %v\n%s", pkg, err, out)
-		}
-	}
+	bin := testutil.Build(t, "gateway", "modelworker")
 
 	// The script picks free ports from the base up. The base is below the
 	// kernel's ephemeral range, where testutil.ClosedAddr finds ports that

@@ -55,12 +55,8 @@ var tchar = func() (t [256]bool) {
 func checkHeaders(raw []byte) headerVerdict {
 	var length, encoding, underscore bool
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
@@ -102,6 +98,15 @@ func checkHeaders(raw []byte) headerVerdict {
 	return headersOK
 }
 
+// cutLine splits the first line (up to '\n', which it drops) off a raw
+// header block.
+func cutLine(raw []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+		return raw[:i], raw[i+1:]
+	}
+	return raw, nil
+}
+
 var (
 	strContentLength    = []byte("Content-Length")
 	strTransferEncoding = []byte("Transfer-Encoding")
@@ -116,12 +121,8 @@ var (
 func dropUnderscoreHeaders(h *fasthttp.RequestHeader) {
 	raw := h.RawHeaders()
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		if i := bytes.IndexByte(line, ':'); i > 0 && bytes.IndexByte(line[:i], '_') >= 0 {
 			h.DelBytes(line[:i])
 		}

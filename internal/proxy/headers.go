@@ -178,10 +178,3 @@ func newRequestID(dst *[36]byte) []byte {
 	}
 	return dst[:]
 }
-
-// framingConflict reports whether a request's raw header block leaves the
-// end of its body in doubt (Content-Length with Transfer-Encoding, or a
-// Transfer-Encoding other than chunked); checkHeaders in edge.go says why.
-func framingConflict(raw []byte) bool {
-	return checkHeaders(raw) == headersBadFraming
-}

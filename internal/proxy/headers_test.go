@@ -42,7 +42,7 @@ func TestFramingConflict(t *testing.T) {
 		{"Host: x\r\nX-Content-Length: 4\r\nTransfer-Encoding: chunked\r\n", false},
 	}
 	for _, tc := range cases {
-		if got := framingConflict([]byte(tc.raw)); got != tc.want {
+		if got := checkHeaders([]byte(tc.raw)) == headersBadFraming; got != tc.want {
 			t.Errorf("%q: %v, want %v", tc.raw, got, tc.want)
 		}
 	}

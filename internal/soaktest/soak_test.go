@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -137,16 +136,6 @@ func waitHTTP(t *testing.T, what, url string, p *proc) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // stack is everything the soak runs, and where.
@@ -392,13 +381,8 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, dir: t.TempDir(), bin: t.TempDir(), models: filepath.Join(root, "models"),
+	s := &stack{t: t, dir: t.TempDir(), bin: testutil.Build(t, "gateway", "modelworker"), models: filepath.Join(root, "models"),
 		workers: map[string]*proc{}, addrs: map[string]string{}}
-	build := exec.Command("go", "build", "-o", s.bin+"/", "./cmd/gateway", "./cmd/modelworker")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 
 	s.redisAddr = testutil.RestartableAddr(t)
 	s.redis = testutil.StartRedis(t, s.redisAddr)
@@ -406,7 +390,7 @@ func TestSoak(t *testing.T) {
 		s.addrs[name] = testutil.RestartableAddr(t)
 		s.startWorker(name)
 	}
-	s.listen, s.admin = freePort(t), freePort(t)
+	s.listen, s.admin = testutil.ClosedAddr(t), testutil.ClosedAddr(t)
 	s.config = testutil.WriteFile(t, s.dir, "gateway.yaml", s.configYAML(0))
 	s.gw = start(t, s.dir, "gateway", filepath.Join(s.bin, "gateway"), "-config", s.config, "-log-level", "warn")
 	waitHTTP(t, "gateway", "http://"+s.admin+"/readyz", s.gw)
