@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
 
 // Settings are the transport limits a pool sets for its backends.
@@ -129,14 +127,14 @@ type counted[T any] struct {
 type Registry struct {
 	mu         sync.Mutex
 	backends   map[string]*counted[*Backend]
-	transports map[transportKey]*counted[*fasthttp.HostClient]
+	transports map[transportKey]*counted[*Transport]
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
 	return &Registry{
 		backends:   map[string]*counted[*Backend]{},
-		transports: map[transportKey]*counted[*fasthttp.HostClient]{},
+		transports: map[transportKey]*counted[*Transport]{},
 	}
 }
 
@@ -153,7 +151,7 @@ func (r *Registry) Lease() *Lease { return &Lease{r: r} }
 
 // Acquire returns the backend for addr and a transport with settings s,
 // creating them on first use, and records both in the lease.
-func (l *Lease) Acquire(addr string, s Settings) (*Backend, *fasthttp.HostClient) {
+func (l *Lease) Acquire(addr string, s Settings) (*Backend, *Transport) {
 	r := l.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -161,7 +159,7 @@ func (l *Lease) Acquire(addr string, s Settings) (*Backend, *fasthttp.HostClient
 	key := transportKey{addr, s}
 	t, ok := r.transports[key]
 	if !ok {
-		t = &counted[*fasthttp.HostClient]{v: newHostClient(addr, s)}
+		t = &counted[*Transport]{v: newTransport(addr, s)}
 		r.transports[key] = t
 	}
 	t.refs++
@@ -236,29 +234,4 @@ func (r *Registry) Len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.backends)
-}
-
-// newHostClient builds the transport for one backend. It is deliberately
-// dumb: one attempt per call (retries are the gateway's decision, and
-// fasthttp's own would multiply timeouts), explicit limits, response
-// header names normalised (so hop-by-hop removal matches any case), paths
-// passed through as the gateway rewrote them, and response bodies streamed so
-// that server-sent events and long chunked answers reach the client as
-// they arrive.
-func newHostClient(addr string, s Settings) *fasthttp.HostClient {
-	return &fasthttp.HostClient{
-		Addr:                          addr,
-		NoDefaultUserAgentHeader:      true,
-		MaxConns:                      s.MaxConns,
-		MaxConnWaitTimeout:            s.Timeout,
-		MaxIdleConnDuration:           30 * time.Second,
-		MaxIdemponentCallAttempts:     1,
-		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		ReadTimeout:                   s.Timeout,
-		WriteTimeout:                  s.Timeout,
-		ReadBufferSize:                16 << 10,
-		DisableHeaderNamesNormalizing: false,
-		DisablePathNormalizing:        true,
-		StreamResponseBody:            true,
-	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
@@ -117,7 +116,7 @@ type Pool struct {
 type Member struct {
 	*backend.Backend
 	pool    *Pool
-	client  *fasthttp.HostClient
+	client  *backend.Transport
 	breaker *backend.Breaker
 	weight  int
 	series  *metrics.UpstreamSeries

@@ -149,7 +149,7 @@ func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline tim
 	berr := m.breaker.Do(func() error {
 		m.Begin()
 		start = time.Now()
-		err = m.client.DoDeadline(req, resp, deadline)
+		err = m.client.Do(req, resp, deadline)
 		if err == nil && resp.StatusCode() >= 500 {
 			return backend.ErrServerError
 		}

@@ -1,0 +1,227 @@
+package backend
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// BufferLimit is the largest answer a round trip reads into memory before
+// handing it on. Larger ones, answers of unknown length (chunked,
+// close-delimited) and server-sent events are streamed to the client as
+// they arrive, holding the upstream connection until the client has them
+// (nginx likewise buffers answers up to its proxy buffers and streams the
+// rest).
+const BufferLimit = 64 << 10
+
+// Transport is the connection pool to one backend and the round trip over
+// it. fasthttp's HostClient keeps the pool (dial, idle connections,
+// max_conns and the wait for a free one); the round trip is the gateway's
+// own, so that a proxied answer costs no allocation: a small answer with
+// a Content-Length is read into the response's own buffer and the
+// connection goes back to the pool before the client is written to.
+type Transport struct {
+	hc *fasthttp.HostClient
+}
+
+func newTransport(addr string, s Settings) *Transport {
+	return &Transport{hc: &fasthttp.HostClient{
+		Addr:                     addr,
+		NoDefaultUserAgentHeader: true,
+		MaxConns:                 s.MaxConns,
+		MaxConnWaitTimeout:       s.Timeout,
+		MaxIdleConnDuration:      30 * time.Second,
+		ReadBufferSize:           16 << 10,
+		// Paths are sent as the gateway rewrote them.
+		DisablePathNormalizing: true,
+	}}
+}
+
+// CloseIdleConnections closes the pooled connections no request is using.
+func (t *Transport) CloseIdleConnections() { t.hc.CloseIdleConnections() }
+
+// Do sends req over one pooled connection and reads the answer into resp,
+// all before deadline: waiting for a free connection, dialing, writing,
+// and reading the answer (a streamed body too, as it is read). It makes
+// one attempt; retrying is the caller's decision. Response header names
+// are normalised, so that hop-by-hop removal matches any case.
+func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return fasthttp.ErrTimeout
+	}
+	resp.Reset()
+	resp.Header.SetNoDefaultContentType(true)
+	req.URI().DisablePathNormalizing = true
+
+	cc, err := t.hc.AcquireConn(timeout, req.ConnectionClose())
+	if err != nil {
+		return err
+	}
+	conn := cc.Conn()
+	if err := conn.SetDeadline(deadline); err != nil {
+		t.hc.CloseConn(cc)
+		return err
+	}
+	bw := t.hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	t.hc.ReleaseWriter(bw)
+	if err != nil {
+		t.hc.CloseConn(cc)
+		return timeoutErr(err)
+	}
+
+	br := t.hc.AcquireReader(conn)
+	if err := readHeader(br, resp); err != nil {
+		t.hc.ReleaseReader(br)
+		t.hc.CloseConn(cc)
+		return readErr(err)
+	}
+	keep := !req.ConnectionClose() && !resp.ConnectionClose()
+	n := resp.Header.ContentLength()
+	switch {
+	case req.Header.IsHead() || noBody(resp.StatusCode()):
+		resp.SkipBody = true
+	case n >= 0 && n <= BufferLimit && !eventStream(resp):
+		if err := resp.ReadBody(br, BufferLimit); err != nil {
+			t.hc.ReleaseReader(br)
+			t.hc.CloseConn(cc)
+			return readErr(err)
+		}
+	default:
+		s := openStream(t.hc, cc, (*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn, br, n, keep)
+		resp.SetBodyStream(s, n)
+		return nil // the stream hands the connection back once read
+	}
+	t.hc.ReleaseReader(br)
+	if keep {
+		t.hc.ReleaseConn(cc)
+	} else {
+		t.hc.CloseConn(cc)
+	}
+	return nil
+}
+
+// readHeader reads the final answer's header, skipping interim (1xx)
+// answers other than 101, at most a few of them.
+func readHeader(br *bufio.Reader, resp *fasthttp.Response) error {
+	for range maxInterim + 1 {
+		if err := resp.Header.Read(br); err != nil {
+			return err
+		}
+		if code := resp.StatusCode(); code < 100 || code > 199 || code == fasthttp.StatusSwitchingProtocols {
+			return nil
+		}
+	}
+	return errTooManyInterim
+}
+
+const maxInterim = 8
+
+var errTooManyInterim = errors.New("too many interim (1xx) answers")
+
+// noBody reports whether an answer with this status never has a body
+// (RFC 9110 6.4.1).
+func noBody(code int) bool {
+	return code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified
+}
+
+// eventStream reports whether the answer is server-sent events, which are
+// streamed whatever their length says.
+func eventStream(resp *fasthttp.Response) bool {
+	return bytes.HasPrefix(resp.Header.ContentType(), []byte("text/event-stream"))
+}
+
+// timeoutErr maps a write that ran out of time to fasthttp.ErrTimeout, as
+// fasthttp's own client does.
+func timeoutErr(err error) error {
+	if t, ok := err.(interface{ Timeout() bool }); ok && t.Timeout() {
+		return fasthttp.ErrTimeout
+	}
+	return err
+}
+
+// readErr maps a connection the backend closed before answering to
+// fasthttp.ErrConnectionClosed, as fasthttp's own client does.
+func readErr(err error) error {
+	if err == io.EOF {
+		return fasthttp.ErrConnectionClosed
+	}
+	return err
+}
+
+// stream is a streamed answer's body: it reads from the upstream
+// connection and gives it back to the pool when closed, or closes it when
+// the body was not read to its end. fasthttp closes it once the client
+// has the body (or could not be written to). C is the pool's connection
+// type, which fasthttp does not export.
+type stream[C any] struct {
+	hc      *fasthttp.HostClient
+	cc      C
+	release func(*fasthttp.HostClient, C) // hands cc back to the pool
+	discard func(*fasthttp.HostClient, C) // closes cc
+	br      *bufio.Reader
+	r       io.Reader // the body: limited, chunked or to EOF
+	limited io.LimitedReader
+	keep    bool // the connection may carry another request once the body is read
+	done    bool // the body was read to its end
+}
+
+var streamPool sync.Pool
+
+// openStream starts reading a body of n bytes (-1 chunked, -2 until the
+// backend closes) from br, over cc.
+func openStream[C any](hc *fasthttp.HostClient, cc C, release, discard func(*fasthttp.HostClient, C), br *bufio.Reader, n int, keep bool) *stream[C] {
+	s, _ := streamPool.Get().(*stream[C])
+	if s == nil {
+		s = new(stream[C])
+	}
+	*s = stream[C]{hc: hc, cc: cc, release: release, discard: discard, br: br, keep: keep}
+	switch {
+	case n >= 0:
+		s.limited = io.LimitedReader{R: br, N: int64(n)}
+		s.r = &s.limited
+	case n == -1:
+		s.r = httputil.NewChunkedReader(br)
+	default:
+		s.r, s.keep = br, false // close-delimited: the connection ends with it
+	}
+	return s
+}
+
+func (s *stream[C]) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		s.done = true
+	}
+	return n, err
+}
+
+// Close hands the connection back, or closes it when the body was not read
+// through or the connection cannot carry another request.
+func (s *stream[C]) Close() error {
+	if s.hc == nil {
+		return nil
+	}
+	if s.limited.R != nil && s.limited.N == 0 {
+		s.done = true // the exact length was read; EOF was never asked for
+	}
+	s.hc.ReleaseReader(s.br)
+	if s.done && s.keep {
+		s.release(s.hc, s.cc)
+	} else {
+		s.discard(s.hc, s.cc)
+	}
+	*s = stream[C]{}
+	streamPool.Put(s)
+	return nil
+}

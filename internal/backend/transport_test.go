@@ -1,0 +1,204 @@
+package backend
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// rawBackend answers every request on a connection with answer(n), n
+// counting the requests of that connection from 1, written as it is; an
+// answer ending in "CLOSE" is written without those letters and the
+// connection is closed after it. It returns the address and the number of
+// connections accepted so far.
+func rawBackend(t *testing.T, answer func(n int) string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					var req fasthttp.Request
+					if err := req.Read(br); err != nil {
+						return
+					}
+					a := answer(n)
+					closeAfter := strings.HasSuffix(a, "CLOSE")
+					if _, err := io.WriteString(c, strings.TrimSuffix(a, "CLOSE")); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), &conns
+}
+
+func roundTrip(t *testing.T, tr *Transport, method string) (*fasthttp.Response, error) {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("/x")
+	req.Header.SetHost("backend")
+	resp := new(fasthttp.Response)
+	err := tr.Do(req, resp, time.Now().Add(2*time.Second))
+	return resp, err
+}
+
+// body reads the answer's body as a client of the gateway would get it,
+// closing a streamed one as fasthttp's server does once written.
+func body(t *testing.T, resp *fasthttp.Response) string {
+	t.Helper()
+	if !resp.IsBodyStream() {
+		return string(resp.Body())
+	}
+	b, err := io.ReadAll(resp.BodyStream())
+	if err != nil {
+		t.Fatalf("reading streamed body: %v", err)
+	}
+	if err := resp.CloseBodyStream(); err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestTransportAnswers(t *testing.T) {
+	big := strings.Repeat("x", BufferLimit+1)
+	for _, tc := range []struct {
+		name, method, answer string
+		want                 string
+		streamed             bool
+		reused               bool // a second request goes over the same connection
+	}{
+		{"small answer is buffered", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello", false, true},
+		{"interim answer skipped", "GET", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", false, true},
+		{"large answer is streamed", "GET", "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big, big, true, true},
+		{"chunked answer is streamed", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world", true, true},
+		{"server-sent events are streamed", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 12\r\n\r\ndata: one\n\n\n", "data: one\n\n\n", true, true},
+		{"close-delimited answer ends its connection", "GET", "HTTP/1.0 200 OK\r\n\r\nto the endCLOSE", "to the end", true, false},
+		{"no body for HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "", false, true},
+		{"no body for 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n", "", false, true},
+		{"Connection: close is honoured", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nokCLOSE", "ok", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, conns := rawBackend(t, func(int) string { return tc.answer })
+			tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+			defer tr.CloseIdleConnections()
+			for i := range 2 {
+				resp, err := roundTrip(t, tr, tc.method)
+				if err != nil {
+					t.Fatalf("request %d: %v", i+1, err)
+				}
+				if resp.IsBodyStream() != tc.streamed {
+					t.Fatalf("streamed = %v, want %v", resp.IsBodyStream(), tc.streamed)
+				}
+				if got := body(t, resp); got != tc.want {
+					t.Fatalf("request %d: body %.40q (%d bytes), want %.40q (%d bytes)", i+1, got, len(got), tc.want, len(tc.want))
+				}
+			}
+			wantConns := int64(2)
+			if tc.reused {
+				wantConns = 1
+			}
+			if got := conns.Load(); got != wantConns {
+				t.Fatalf("two requests used %d connections, want %d", got, wantConns)
+			}
+		})
+	}
+}
+
+// A stream the client stopped reading is not reused: what is left of the
+// body would be read as the next answer.
+func TestTransportUnreadStreamClosesConnection(t *testing.T) {
+	big := strings.Repeat("y", BufferLimit+10)
+	addr, conns := rawBackend(t, func(int) string {
+		return "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big
+	})
+	tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+	defer tr.CloseIdleConnections()
+	resp, err := roundTrip(t, tr, "GET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.BodyStream(), make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	resp.CloseBodyStream() //nolint:errcheck
+	resp, err = roundTrip(t, tr, "GET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := body(t, resp); got != big {
+		t.Fatalf("second answer is %d bytes, want %d", len(got), len(big))
+	}
+	if got := conns.Load(); got != 2 {
+		t.Fatalf("%d connections, want 2 (the half-read one dropped)", got)
+	}
+}
+
+func TestTransportFailures(t *testing.T) {
+	t.Run("body cut short", func(t *testing.T) {
+		addr, _ := rawBackend(t, func(int) string { return "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcCLOSE" })
+		tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+		if _, err := roundTrip(t, tr, "GET"); err == nil {
+			t.Fatal("a body shorter than its Content-Length was accepted")
+		}
+	})
+	t.Run("closed before answering", func(t *testing.T) {
+		addr, _ := rawBackend(t, func(int) string { return "CLOSE" })
+		tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+		if _, err := roundTrip(t, tr, "GET"); err != fasthttp.ErrConnectionClosed {
+			t.Fatalf("err = %v, want %v", err, fasthttp.ErrConnectionClosed)
+		}
+	})
+	t.Run("no answer before the deadline", func(t *testing.T) {
+		addr, _ := rawBackend(t, func(int) string { time.Sleep(time.Second); return "" })
+		tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.SetRequestURI("/x")
+		req.Header.SetHost("backend")
+		start := time.Now()
+		err := tr.Do(req, new(fasthttp.Response), time.Now().Add(100*time.Millisecond))
+		if err == nil {
+			t.Fatal("no error after the deadline")
+		}
+		if !errors.Is(err, fasthttp.ErrTimeout) && !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("err = %v, want a timeout", err)
+		}
+		if d := time.Since(start); d > 800*time.Millisecond {
+			t.Fatalf("returned after %v, deadline was 100ms", d)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+		if _, err := roundTrip(t, tr, "GET"); err == nil {
+			t.Fatal("no error from a closed port")
+		}
+	})
+}
