@@ -32,7 +32,11 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
-# Side by side with nginx under wrk (see BENCHMARKS.md). Prints; never fails on numbers.
+# The reference comparison (see BENCHMARKS.md): the trivial backend and a
+# model worker, each behind nginx, HAProxy, Caddy and the gateway in four
+# modes, under wrk at 1, 64 and 256 connections, in rounds; bin/gateway and
+# bin/modelworker come from build. Prints tables, writes bench/out/latest.json;
+# never fails on numbers.
 bench: build
 	bash bench/run.sh
 

@@ -4,6 +4,10 @@
 // that the benchmark measures the proxy in front of it, not the backend.
 // It logs nothing per request on purpose: logging would cost CPU on the same
 // cores the proxies are being measured on.
+//
+// -delay makes it wait that long before each answer: the benchmark runs a
+// second, slow instance as a shadow pool that answers ~100x later than the
+// primary.
 package main
 
 import (
@@ -19,10 +23,17 @@ var body = []byte(`{"prediction":"setosa","probabilities":{"setosa":0.97,"versic
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on")
+	delay := flag.Duration("delay", 0, "wait this long before each answer (a slow backend)")
 	flag.Parse()
+	if *delay < 0 {
+		log.Fatalf("-delay must not be negative, got %v", *delay)
+	}
 
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
+			if *delay > 0 {
+				time.Sleep(*delay)
+			}
 			ctx.SetStatusCode(fasthttp.StatusOK)
 			ctx.SetContentType("application/json")
 			ctx.SetBody(body)
@@ -33,7 +44,7 @@ func main() {
 		NoDefaultDate:      true,
 		MaxRequestBodySize: 1 << 20,
 	}
-	log.Printf("bench backend listening on %s", *listen)
+	log.Printf("bench backend listening on %s (delay %v)", *listen, *delay)
 	if err := srv.ListenAndServe(*listen); err != nil {
 		log.Fatal(err)
 	}
