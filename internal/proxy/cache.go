@@ -178,7 +178,7 @@ func (p *Proxy) forwardMirrored(ctx *fasthttp.RequestCtx, snap *Snapshot, route 
 		plan = route.mirror.plan(ctx, v.index, snap.trusted, scratch[:0])
 	}
 	served, status := p.forward(ctx, snap, route, v, id, start, scratch[:0], &plan)
-	ctx.Response.Header.Set(headerVariant, served.Name)
+	ctx.Response.Header.SetCanonical(keyVariant, served.label)
 	return served, status
 }
 

@@ -505,7 +505,7 @@ func clientAsked(raw []byte, prefix string) bool {
 }
 
 // FuzzHopByHop parses a header block with a Connection header (or
-// several) and checks removeHopByHop: nothing that Connection names, and
+// several) and checks removeRequestHopByHop: nothing that Connection names, and
 // none of the fixed hop-by-hop headers, remains; every other header is as
 // it was.
 func FuzzHopByHop(f *testing.F) {
@@ -521,7 +521,7 @@ func FuzzHopByHop(f *testing.F) {
 			return
 		}
 		// What the Connection lines name, read independently of
-		// removeHopByHop.
+		// removeRequestHopByHop.
 		listed := map[string]bool{}
 		names := map[string]bool{}
 		connLines := 0
@@ -546,7 +546,7 @@ func FuzzHopByHop(f *testing.F) {
 			}
 		}
 		for _, hop := range hopHeaders {
-			listed[strings.ToLower(hop)] = true
+			listed[strings.ToLower(string(hop))] = true
 		}
 		before := map[string][]string{}
 		for name := range names {
@@ -555,7 +555,7 @@ func FuzzHopByHop(f *testing.F) {
 			}
 		}
 
-		removeHopByHop(&h)
+		removeRequestHopByHop(&h)
 
 		for name := range listed {
 			if name == "close" || strings.ContainsAny(name, "\r\n\x00") {
@@ -755,7 +755,7 @@ func within(v, buf []byte) bool {
 // TestConnectionOnSecondLineIsRemoved: RFC 9110 section 5.3 lets
 // Connection come on several lines, and a header named on the second
 // one is as hop-by-hop as one named on the first. Found by FuzzHopByHop:
-// removeHopByHop reads Peek("Connection"), the first line only, so X-B
+// the removal read Peek("Connection"), the first line only, so X-B
 // reaches the backend.
 func TestConnectionOnSecondLineIsRemoved(t *testing.T) {
 	raw := "GET / HTTP/1.1\r\nHost: gw\r\nConnection: X-A\r\nConnection: X-B\r\nX-A: 1\r\nX-B: 2\r\n\r\n"
@@ -763,7 +763,7 @@ func TestConnectionOnSecondLineIsRemoved(t *testing.T) {
 	if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 		t.Fatal(err)
 	}
-	removeHopByHop(&h)
+	removeRequestHopByHop(&h)
 	for _, name := range []string{"X-A", "X-B"} {
 		if v := h.Peek(name); len(v) > 0 {
 			t.Errorf("%s: %q survived though Connection named it", name, v)

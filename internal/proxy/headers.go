@@ -17,55 +17,109 @@ var (
 	headerRealIP         = "X-Real-Ip"
 )
 
+// The same names as bytes, for the per-request writes: fasthttp's
+// SetCanonical takes a name that is already in canonical form as it is,
+// where Set would normalise a copy on every call.
+var (
+	keyRequestID      = []byte(headerRequestID)
+	keyVariant        = []byte(headerVariant)
+	keyForwardedFor   = []byte(headerForwardedFor)
+	keyForwardedProto = []byte(headerForwardedProto)
+	keyForwardedHost  = []byte(headerForwardedHost)
+	keyRealIP         = []byte(headerRealIP)
+	valueHTTP         = []byte("http")
+	valueHTTPS        = []byte("https")
+)
+
 // hopHeaders are the headers meaningful only for one connection, removed
 // in both directions, as net/http/httputil.ReverseProxy does. Connection
 // itself is handled apart: the headers it names go too.
-var hopHeaders = []string{
-	"Keep-Alive",          // RFC 9112 9.3 (HTTP/1.0 persistent connections)
-	"Proxy-Connection",    // non-standard, sent by old clients instead of Connection
-	"Proxy-Authenticate",  // RFC 9110 11.7.1: for the proxy the client talks to
-	"Proxy-Authorization", // RFC 9110 11.7.2: likewise
-	"Te",                  // RFC 9110 10.1.4: "only applicable to the immediate connection"
-	"Trailer",             // RFC 9110 6.6.2: fasthttp re-frames bodies, trailers are not forwarded
-	"Transfer-Encoding",   // RFC 9112 6.1: framing is per connection; fasthttp re-frames
-	"Upgrade",             // RFC 9110 7.8: protocol switches are not proxied
+var hopHeaders = [][]byte{
+	[]byte("Keep-Alive"),          // RFC 9112 9.3 (HTTP/1.0 persistent connections)
+	[]byte("Proxy-Connection"),    // non-standard, sent by old clients instead of Connection
+	[]byte("Proxy-Authenticate"),  // RFC 9110 11.7.1: for the proxy the client talks to
+	[]byte("Proxy-Authorization"), // RFC 9110 11.7.2: likewise
+	[]byte("Te"),                  // RFC 9110 10.1.4: "only applicable to the immediate connection"
+	[]byte("Trailer"),             // RFC 9110 6.6.2: fasthttp re-frames bodies, trailers are not forwarded
+	[]byte("Transfer-Encoding"),   // RFC 9112 6.1: framing is per connection; fasthttp re-frames
+	[]byte("Upgrade"),             // RFC 9110 7.8: protocol switches are not proxied
 }
 
-// removeHopByHop deletes the headers named in Connection, then the fixed
-// list. The caller handles Connection: close itself, since fasthttp keeps
-// it as a flag rather than a header.
-func removeHopByHop(h interface {
-	PeekAll(string) [][]byte
-	DelBytes([]byte)
-	Del(string)
-}) {
-	// The list may be split over several Connection lines (RFC 9110 5.3);
-	// every name in any of them is hop-by-hop. The names are deleted after
-	// the walk, which reads the header's own buffers.
+var (
+	headerConnection = []byte("Connection")
+	tokenClose       = []byte("close")
+	tokenKeepAlive   = []byte("keep-alive")
+)
+
+// removeRequestHopByHop deletes Connection, the headers it names, and the
+// fixed list from a request. The caller handles Connection: close itself,
+// since fasthttp keeps it as a flag rather than a header. One walk over
+// the header finds them; most requests have none, and then nothing else
+// is done.
+func removeRequestHopByHop(h *fasthttp.RequestHeader) {
+	// The names are deleted after the walk; they point into the header's
+	// own buffers, which deleting moves but does not overwrite.
 	var named [8][]byte
 	toDelete := named[:0]
-	for _, conn := range h.PeekAll("Connection") {
-		for len(conn) > 0 {
-			var token []byte
-			if i := bytes.IndexByte(conn, ','); i >= 0 {
-				token, conn = conn[:i], conn[i+1:]
-			} else {
-				token, conn = conn, nil
-			}
-			token = bytes.TrimSpace(token)
-			if len(token) > 0 && !bytes.EqualFold(token, []byte("close")) && !bytes.EqualFold(token, []byte("keep-alive")) {
-				toDelete = append(toDelete, token)
-			}
-		}
+	for key, value := range h.All() {
+		toDelete = appendHopByHop(toDelete, key, value)
 	}
-	for _, token := range toDelete {
-		h.DelBytes(token)
-	}
-	h.Del("Connection")
-	for _, name := range hopHeaders {
-		h.Del(name)
+	for _, name := range toDelete {
+		h.DelBytes(name)
 	}
 }
+
+// removeResponseHopByHop is removeRequestHopByHop for an answer.
+func removeResponseHopByHop(h *fasthttp.ResponseHeader) {
+	var named [8][]byte
+	toDelete := named[:0]
+	for key, value := range h.All() {
+		toDelete = appendHopByHop(toDelete, key, value)
+	}
+	for _, name := range toDelete {
+		h.DelBytes(name)
+	}
+}
+
+// appendHopByHop appends key if it is a hop-by-hop header, and for
+// Connection the names its value lists (RFC 9110 7.6.1; the list may be
+// split over several Connection lines, and every name in any of them
+// goes).
+func appendHopByHop(names [][]byte, key, value []byte) [][]byte {
+	if len(key) == 0 {
+		return names
+	}
+	switch key[0] | 0x20 { // the first letters of the names below
+	case 'c', 'k', 'p', 't', 'u':
+	default:
+		return names
+	}
+	if equalFold(key, headerConnection) {
+		for len(value) > 0 {
+			var token []byte
+			if i := bytes.IndexByte(value, ','); i >= 0 {
+				token, value = value[:i], value[i+1:]
+			} else {
+				token, value = value, nil
+			}
+			token = bytes.TrimSpace(token)
+			if len(token) > 0 && !equalFold(token, tokenClose) && !equalFold(token, tokenKeepAlive) {
+				names = append(names, token)
+			}
+		}
+		return append(names, key)
+	}
+	for _, hop := range hopHeaders {
+		if equalFold(key, hop) {
+			return append(names, key)
+		}
+	}
+	return names
+}
+
+// equalFold is bytes.EqualFold that gives up at once on a length
+// mismatch.
+func equalFold(a, b []byte) bool { return len(a) == len(b) && bytes.EqualFold(a, b) }
 
 // clientAddr finds the client's address. From a trusted proxy, the
 // X-Forwarded-For chain is walked from the right, skipping trusted hops
@@ -114,24 +168,24 @@ func setForwarded(ctx *fasthttp.RequestCtx, peer netip.Addr, trusted []netip.Pre
 
 	client := clientAddr(peer, xff, trusted)
 	scratch = client.AppendTo(scratch[:0])
-	h.SetBytesV(headerRealIP, scratch)
+	h.SetCanonical(keyRealIP, scratch)
 
 	scratch = scratch[:0]
 	if fromTrusted && len(xff) > 0 {
 		scratch = append(append(scratch, xff...), ", "...)
 	}
 	scratch = peer.AppendTo(scratch)
-	h.SetBytesV(headerForwardedFor, scratch)
+	h.SetCanonical(keyForwardedFor, scratch)
 
 	if !fromTrusted || len(h.Peek(headerForwardedProto)) == 0 {
 		if ctx.IsTLS() {
-			h.Set(headerForwardedProto, "https")
+			h.SetCanonical(keyForwardedProto, valueHTTPS)
 		} else {
-			h.Set(headerForwardedProto, "http")
+			h.SetCanonical(keyForwardedProto, valueHTTP)
 		}
 	}
 	if !fromTrusted || len(h.Peek(headerForwardedHost)) == 0 {
-		h.SetBytesV(headerForwardedHost, h.Host())
+		h.SetCanonical(keyForwardedHost, h.Host())
 	}
 	if !fromTrusted {
 		h.Del("Forwarded")

@@ -151,7 +151,7 @@ func BenchmarkRequestRewrite(b *testing.B) {
 				for b.Loop() {
 					tmpl.CopyTo(&ctx.Request)
 					req := &ctx.Request
-					removeHopByHop(&req.Header)
+					removeRequestHopByHop(&req.Header)
 					setForwarded(&ctx, peerAddr(&ctx), bc.trusted, scratch[:0])
 					req.Header.SetBytesV(headerRequestID, benchID)
 				}
@@ -219,7 +219,7 @@ func BenchmarkResponseRewrite(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			tmpl.CopyTo(&h)
-			removeHopByHop(&h)
+			removeResponseHopByHop(&h)
 			h.SetProtocol(http11)
 			h.SetBytesV(headerRequestID, benchID)
 		}

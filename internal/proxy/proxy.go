@@ -174,9 +174,9 @@ func (p *Proxy) refuse(ctx *fasthttp.RequestCtx, f Failure, id []byte) {
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, v *Variant, id []byte, start time.Time, scratch []byte, plan *mirrorPlan) (*Variant, int) {
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
-	removeHopByHop(&req.Header)
+	removeRequestHopByHop(&req.Header)
 	setForwarded(ctx, peerAddr(ctx), snap.trusted, scratch[:0])
-	req.Header.SetBytesV(headerRequestID, id)
+	req.Header.SetCanonical(keyRequestID, id)
 	// The upstream leg is plain HTTP whatever the client spoke; a request
 	// that arrived over TLS still carries https as its scheme.
 	if ctx.IsTLS() {
@@ -219,13 +219,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	status := resp.StatusCode()
 	// The backend's wish to close its connection was honoured by the
 	// client transport already; the client's connection is the client's.
-	removeHopByHop(&resp.Header)
+	removeResponseHopByHop(&resp.Header)
 	// The client hears HTTP/1.1 whatever the backend spoke, as from nginx.
 	resp.Header.SetProtocol(http11)
 	if clientClose {
 		ctx.SetConnectionClose()
 	}
-	resp.Header.SetBytesV(headerRequestID, id)
+	resp.Header.SetCanonical(keyRequestID, id)
 	return served, status
 }
 

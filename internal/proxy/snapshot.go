@@ -91,6 +91,7 @@ func (s *Snapshot) Route(name string) *Route {
 // the variant metric label say.
 type Variant struct {
 	Name   string
+	label  []byte // Name, for X-Sluice-Variant
 	Pool   *Pool
 	index  int // in the route's Variants
 	series *metrics.RouteSeries
@@ -260,7 +261,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		}
 		cached[rc.Name] = r.cache != nil
 		variant := func(name, pool string) *Variant {
-			return &Variant{Name: name, Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
+			return &Variant{Name: name, label: []byte(name), Pool: s.Pools[pool], series: m.Route(rc.Name, name)}
 		}
 		switch {
 		case rc.Split != nil:
