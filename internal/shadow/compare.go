@@ -41,6 +41,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/buger/jsonparser"
 )
@@ -114,13 +116,44 @@ type Result struct {
 	LabelPairs, LabelAgree int
 }
 
-// Comparer compares pairs by one route's compare settings. It is
-// immutable and safe for concurrent use.
+// Comparer compares pairs by one route's compare settings. Its settings
+// are immutable and it is safe for concurrent use.
 type Comparer struct {
 	ignore []string // normalised glob patterns
 	absTol float64
 	relTol float64
 	label  string // normalised label path pattern; "" for none
+
+	// paths remembers what the settings make of a leaf path: a model
+	// answers with the same few paths every time, and matching them
+	// against the patterns was most of a comparison's cost. At most
+	// maxKnownPaths are kept; others are worked out each time.
+	paths      sync.Map // string -> pathInfo
+	knownPaths atomic.Int32
+}
+
+// pathInfo is what a comparison needs to know of a leaf path.
+type pathInfo struct {
+	field   string // the path without indexes
+	ignored bool   // an ignore pattern matches the field
+	label   bool   // the label pattern matches the field
+}
+
+const maxKnownPaths = 4096
+
+// info returns what the settings make of path p.
+func (c *Comparer) info(p string) pathInfo {
+	if v, ok := c.paths.Load(p); ok {
+		return v.(pathInfo)
+	}
+	field := fieldOf(p)
+	in := pathInfo{field: field, ignored: c.ignored(field), label: c.label != "" && matches(c.label, field)}
+	if c.knownPaths.Load() < maxKnownPaths {
+		if _, loaded := c.paths.LoadOrStore(p, in); !loaded {
+			c.knownPaths.Add(1)
+		}
+	}
+	return in
 }
 
 // absent stands for a field one side does not have.
@@ -227,22 +260,22 @@ func (c *Comparer) Compare(primaryStatus int, primary []byte, candidateStatus in
 	}
 	var r Result
 	for _, k := range unionPaths(p, q) {
-		field := fieldOf(k)
+		info := c.info(k)
 		a, inP := p[k]
 		b, inQ := q[k]
-		if c.label != "" && matches(c.label, field) {
+		if info.label {
 			r.LabelPairs++
 			if inP && inQ && a.equal(b, 0, 0) {
 				r.LabelAgree++
 			}
 		}
-		if c.ignored(field) {
+		if info.ignored {
 			continue
 		}
 		if inP && inQ && a.equal(b, c.absTol, c.relTol) {
 			continue
 		}
-		d := FieldDiff{Path: k, Field: field, Primary: absent, Candidate: absent}
+		d := FieldDiff{Path: k, Field: info.field, Primary: absent, Candidate: absent}
 		if inP {
 			d.Primary = a.text
 		}
