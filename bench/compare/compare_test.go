@@ -146,13 +146,14 @@ func TestSummarizeTakesMediansOfPerRoundRatios(t *testing.T) {
 		add(round, "sluice", 11000*scale, 2)
 		add(round, "sluice-full", 9900*scale, 2)
 		add(round, "sluice-cached", 22000*scale, 1)
+		add(round, "sluice-shadow-fast", 11000*scale, 2.0)
 		add(round, "sluice-shadow-slow", 11000*scale, 2.2)
 	}
 	add(1, "other-backend-is-ignored", 1, 1)
 	cells[len(cells)-1].Backend = "model"
 
-	g := summarize("trivial", 64, []string{"nginx", "haproxy", "sluice", "sluice-full", "sluice-cached", "sluice-shadow-slow"}, 3, cells)
-	if len(g.Targets) != 6 {
+	g := summarize("trivial", 64, []string{"nginx", "haproxy", "sluice", "sluice-full", "sluice-cached", "sluice-shadow-fast", "sluice-shadow-slow"}, 3, cells)
+	if len(g.Targets) != 7 {
 		t.Fatalf("%d targets", len(g.Targets))
 	}
 	sl := g.Targets[2]
@@ -169,6 +170,7 @@ func TestSummarizeTakesMediansOfPerRoundRatios(t *testing.T) {
 	check(t, "full", g.Modes.Median.FullThroughput, ptr(0.9))
 	check(t, "cached", g.Modes.Median.CachedThroughput, ptr(2.0))
 	check(t, "shadow-slow p99", g.Modes.Median.ShadowSlowP99, ptr(1.1))
+	check(t, "shadow-slow p99 vs shadow-fast", g.Modes.Median.ShadowSlowVsFastP99, ptr(1.1))
 	check(t, "vs haproxy", g.Modes.Median.VsHAProxy, ptr(11.0/12))
 	if len(g.Modes.ByRound) != 3 {
 		t.Errorf("%d rounds of mode ratios", len(g.Modes.ByRound))

@@ -107,7 +107,7 @@ func featureChecks(target string, counters map[string]float64) (summary string, 
 		if pct(hits, requests) < 99 {
 			warnings = append(warnings, fmt.Sprintf("only %.1f%% of requests were cache hits", pct(hits, requests)))
 		}
-	case "sluice-shadow-slow":
+	case "sluice-shadow-slow", "sluice-shadow-fast":
 		summary = fmt.Sprintf("mirrored %.1f%% (dropped %.1f%% of those)", pct(mirrored, requests), pct(dropped, mirrored))
 		if mirrored == 0 {
 			warnings = append(warnings, "nothing was mirrored")

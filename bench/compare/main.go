@@ -81,7 +81,7 @@ func logf(format string, args ...any) {
 // allTargets is every target in the order of the table.
 var allTargets = []string{
 	"direct", "nginx", "haproxy", "caddy",
-	"sluice", "sluice-full", "sluice-cached", "sluice-shadow-slow",
+	"sluice", "sluice-full", "sluice-cached", "sluice-shadow-fast", "sluice-shadow-slow",
 }
 
 var allBackends = []string{"trivial", "model"}

@@ -314,16 +314,21 @@ routes:
     pool: bench
     cache: {ttl: 1h}
 `
-	case "sluice-shadow-slow":
-		return head + fmt.Sprintf(`  slow:
+	case "sluice-shadow-slow", "sluice-shadow-fast":
+		// The same 10% shadow, to the slow instance or to the fast one.
+		shadow := b.slow
+		if mode == "sluice-shadow-fast" {
+			shadow = b.addr
+		}
+		return head + fmt.Sprintf(`  shadow:
     backends: [%q]
     max_conns: 512
 routes:
   - name: bench
     match: {path_prefix: /}
     pool: bench
-    shadow: {pool: slow, percent: 10}
-`, b.slow)
+    shadow: {pool: shadow, percent: 10}
+`, shadow)
 	default: // sluice: one pool, one catch-all route
 		return head + `routes:
   - name: bench
