@@ -26,6 +26,8 @@ run: build
 test: vet
 	@scripts/deps.sh cc=gcc redis-server=redis-server nginx=nginx promtool=prometheus prometheus=prometheus
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	# Allocation budgets, which the race detector would distort.
+	$(GO) test -count=1 -run 'DoesNotAllocate' ./internal/proxy
 
 vet:
 	$(GO) vet ./...
@@ -33,7 +35,7 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
 # The reference comparison (see BENCHMARKS.md): the trivial backend and a
-# model worker, each behind nginx, HAProxy, Caddy and the gateway in four
+# model worker, each behind nginx, HAProxy, Caddy and the gateway in five
 # modes, under wrk at 1, 64 and 256 connections, in rounds; bin/gateway and
 # bin/modelworker come from build. Prints tables, writes bench/out/latest.json;
 # never fails on numbers.
