@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"iter"
 	"math/rand/v2"
 	"net/netip"
 
@@ -57,14 +58,8 @@ var (
 // the header finds them; most requests have none, and then nothing else
 // is done.
 func removeRequestHopByHop(h *fasthttp.RequestHeader) {
-	// The names are deleted after the walk; they point into the header's
-	// own buffers, which deleting moves but does not overwrite.
 	var named [8][]byte
-	toDelete := named[:0]
-	for key, value := range h.All() {
-		toDelete = appendHopByHop(toDelete, key, value)
-	}
-	for _, name := range toDelete {
+	for _, name := range hopByHopIn(h.All(), named[:0]) {
 		h.DelBytes(name)
 	}
 }
@@ -72,13 +67,19 @@ func removeRequestHopByHop(h *fasthttp.RequestHeader) {
 // removeResponseHopByHop is removeRequestHopByHop for an answer.
 func removeResponseHopByHop(h *fasthttp.ResponseHeader) {
 	var named [8][]byte
-	toDelete := named[:0]
-	for key, value := range h.All() {
-		toDelete = appendHopByHop(toDelete, key, value)
-	}
-	for _, name := range toDelete {
+	for _, name := range hopByHopIn(h.All(), named[:0]) {
 		h.DelBytes(name)
 	}
+}
+
+// hopByHopIn appends to names the hop-by-hop headers of a header's fields.
+// The names point into the header's own buffers, which deleting moves but
+// does not overwrite, so they can be deleted after the walk.
+func hopByHopIn(fields iter.Seq2[[]byte, []byte], names [][]byte) [][]byte {
+	for key, value := range fields {
+		names = appendHopByHop(names, key, value)
+	}
+	return names
 }
 
 // appendHopByHop appends key if it is a hop-by-hop header, and for
