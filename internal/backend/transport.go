@@ -172,6 +172,7 @@ type stream[C any] struct {
 	br      *bufio.Reader
 	r       io.Reader // the body: limited, chunked or to EOF
 	limited io.LimitedReader
+	chunked bool // the body ends with a trailer section
 	keep    bool // the connection may carry another request once the body is read
 	done    bool // the body was read to its end
 }
@@ -191,7 +192,7 @@ func openStream[C any](hc *fasthttp.HostClient, cc C, release, discard func(*fas
 		s.limited = io.LimitedReader{R: br, N: int64(n)}
 		s.r = &s.limited
 	case n == -1:
-		s.r = httputil.NewChunkedReader(br)
+		s.r, s.chunked = httputil.NewChunkedReader(br), true
 	default:
 		s.r, s.keep = br, false // close-delimited: the connection ends with it
 	}
@@ -200,11 +201,39 @@ func openStream[C any](hc *fasthttp.HostClient, cc C, release, discard func(*fas
 
 func (s *stream[C]) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
-	if err == io.EOF {
+	if err == io.EOF && !s.done {
 		s.done = true
+		// The chunked reader stops at the last chunk; what follows it on
+		// the wire, up to an empty line, is still this answer's. Left
+		// unread it would be taken for the start of the next answer on
+		// this connection.
+		if s.chunked && skipTrailer(s.br) != nil {
+			s.keep = false
+		}
 	}
 	return n, err
 }
+
+// maxTrailerLines bounds the trailer section skipped after a chunked body.
+const maxTrailerLines = 64
+
+// skipTrailer reads the trailer section that ends a chunked body, up to
+// and including its empty line (RFC 9112 section 7.1.2). Trailers are not
+// forwarded.
+func skipTrailer(br *bufio.Reader) error {
+	for range maxTrailerLines {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+	return errLongTrailer
+}
+
+var errLongTrailer = errors.New("trailer section too long")
 
 // Close hands the connection back, or closes it when the body was not read
 // through or the connection cannot carry another request.

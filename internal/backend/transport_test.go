@@ -18,7 +18,8 @@ import (
 // rawBackend answers every request on a connection with answer(n), n
 // counting the requests of that connection from 1, written as it is; an
 // answer ending in "CLOSE" is written without those letters and the
-// connection is closed after it. It returns the address and the number of
+// connection is closed after it, and "PAUSE" in an answer is a 50ms wait
+// between the writes of what comes before and after it. It returns the address and the number of
 // connections accepted so far.
 func rawBackend(t *testing.T, answer func(n int) string) (string, *atomic.Int64) {
 	t.Helper()
@@ -45,7 +46,15 @@ func rawBackend(t *testing.T, answer func(n int) string) (string, *atomic.Int64)
 					}
 					a := answer(n)
 					closeAfter := strings.HasSuffix(a, "CLOSE")
-					if _, err := io.WriteString(c, strings.TrimSuffix(a, "CLOSE")); err != nil || closeAfter {
+					for i, part := range strings.Split(strings.TrimSuffix(a, "CLOSE"), "PAUSE") {
+						if i > 0 {
+							time.Sleep(50 * time.Millisecond)
+						}
+						if _, err := io.WriteString(c, part); err != nil {
+							return
+						}
+					}
+					if closeAfter {
 						return
 					}
 				}
@@ -96,6 +105,7 @@ func TestTransportAnswers(t *testing.T) {
 		{"interim answer skipped", "GET", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "ok", false, true},
 		{"large answer is streamed", "GET", "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big, big, true, true},
 		{"chunked answer is streamed", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "hello world", true, true},
+		{"trailer after a chunked answer is read with it", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n2\r\nok\r\n0\r\nPAUSEX-T: v\r\n\r\n", "ok", true, true},
 		{"server-sent events are streamed", "GET", "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 12\r\n\r\ndata: one\n\n\n", "data: one\n\n\n", true, true},
 		{"close-delimited answer ends its connection", "GET", "HTTP/1.0 200 OK\r\n\r\nto the endCLOSE", "to the end", true, false},
 		{"no body for HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "", false, true},
