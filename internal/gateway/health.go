@@ -33,13 +33,28 @@ func (g *Gateway) healthChecks(s *proxy.Snapshot) {
 	}
 	g.probed.Store(&sinks)
 	targets := make([]health.Target, 0, len(sinks))
-	checked := map[string]bool{}
 	for t := range sinks {
 		targets = append(targets, t)
-		checked[t.Addr] = true
 	}
 	g.health.Set(targets)
-	// A backend no pool checks any more is not held out by old verdicts.
+	// Again after the swap: a probe of the old config may have landed
+	// since apply cleared the verdicts.
+	forgetUnchecked(s)
+}
+
+// forgetUnchecked clears the health verdicts of the snapshot's backends
+// that no pool of it checks: a backend whose checks were removed is not
+// held out by what they said. apply calls it before the swap too, so the
+// new config never serves a request with the old verdict.
+func forgetUnchecked(s *proxy.Snapshot) {
+	checked := map[string]bool{}
+	for name, p := range s.Pools {
+		if s.Config.Pools[name].Health != nil {
+			for _, m := range p.Members {
+				checked[m.Addr] = true
+			}
+		}
+	}
 	for _, p := range s.Pools {
 		for _, m := range p.Members {
 			if !checked[m.Addr] {

@@ -70,6 +70,7 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 	g.useRedis(loaded.Config.Redis)
 	g.workers.Reconcile(loaded.Config)
 	next := proxy.Compile(loaded, g.generation, g.deps())
+	forgetUnchecked(next)
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
 		g.purgeChangedPools(prev.Config, next.Config)
