@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/shadow"
 )
 
@@ -37,6 +38,8 @@ type Gateway interface {
 	Redis() *redisconn.Conn
 	// Caches are the routes' response caches.
 	Caches() *cache.Registry
+	// Rollouts is the progressive delivery state of the canary routes.
+	Rollouts() *rollout.Registry
 }
 
 // LoadError describes a rejected config file.
@@ -88,6 +91,8 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
 	api.HandleFunc("GET /admin/shadow", func(w http.ResponseWriter, r *http.Request) { showShadow(w, r, g.Shadows()) })
 	api.HandleFunc("POST /admin/shadow/reset", func(w http.ResponseWriter, r *http.Request) { resetShadow(w, r, g.Shadows()) })
+	api.HandleFunc("GET /admin/rollouts", func(w http.ResponseWriter, _ *http.Request) { showRollouts(w, g.Rollouts()) })
+	api.HandleFunc("POST /admin/rollouts/{route}/{action}", func(w http.ResponseWriter, r *http.Request) { actOnRollout(w, r, g.Rollouts()) })
 	mux.Handle("/admin/", requireToken(opts.Token, api))
 
 	if opts.Pprof {

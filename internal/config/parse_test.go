@@ -249,7 +249,7 @@ routes:
 		{"route without pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1   #!
-`, `needs exactly one of pool, split and blue_green`},
+`, `needs exactly one of pool, split, blue_green and canary`},
 		{"unknown pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -363,7 +363,7 @@ routes:
   - name: r1   #!
     pool: p1
     split: {variants: [{name: a, pool: p1, weight: 1}]}
-`, `needs exactly one of pool, split and blue_green (has 2)`},
+`, `needs exactly one of pool, split, blue_green and canary (has 2)`},
 		{"split variant on an unknown pool", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -432,6 +432,70 @@ routes:
       green: p2
       active: red   #!
 `, `must be blue or green`},
+		{"canary stable is the candidate", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p1   #!
+`, `stable and candidate are the same pool "p1"`},
+		{"canary unknown candidate", `pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p9   #!
+`, `unknown pool "p9"`},
+		{"canary steps not increasing", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p2
+      steps:
+        - 10
+        - 5   #!
+`, `steps must increase: 5 after 10`},
+		{"canary step over 100", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p2
+      steps:
+        - 150   #!
+`, `must be above 0 and at most 100, got 150`},
+		{"canary latency ratio under 1", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p2
+      gates:
+        latency_ratio: 0.5   #!
+`, `must be 0 (off) or at least 1, got 0.5`},
+		{"canary on_fail unknown", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p2
+      on_fail: panic   #!
+`, `must be rollback or pause, got "panic"`},
+		{"canary webhook not a URL", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1
+    canary:
+      stable: p1
+      candidate: p2
+      webhook: alerts.local/hook   #!
+`, `must be an http:// or https:// URL`},
+		{"canary and pool", `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+routes:
+  - name: r1   #!
+    pool: p1
+    canary: {stable: p1, candidate: p2}
+`, `needs exactly one of pool, split, blue_green and canary (has 2)`},
 		{"empty route", `pools: {p1: {backends: [127.0.0.1:9101]}}
 routes:
   - name: r1
@@ -982,6 +1046,30 @@ routes:
 `)
 	if got := cfg.Routes[0].Split.Salt; got != "r1" {
 		t.Fatalf("salt = %q, want the route name", got)
+	}
+}
+
+func TestCanaryDefaults(t *testing.T) {
+	cfg := mustParse(t, `pools: {p1: {backends: [127.0.0.1:9101]}, p2: {backends: [127.0.0.1:9102]}}
+state_dir: /var/lib/sluice
+routes:
+  - name: r1
+    canary: {stable: p1, candidate: p2, gates: {latency_ratio: 0}}
+`)
+	cn := cfg.Routes[0].Canary
+	if !slices.Equal(cn.Steps, DefaultCanarySteps()) || cn.Interval.D() != DefaultCanaryInterval ||
+		cn.MinRequests != DefaultCanaryMinRequests || cn.OnFail != CanaryRollback || cn.Salt != "r1" {
+		t.Errorf("canary defaults: %+v", cn)
+	}
+	// An absent gate gets its default; one set to 0 is off.
+	if g := cn.Gates; *g.SuccessRatio != DefaultCanarySuccessRatio || *g.LatencyRatio != 0 || g.LatencySlack.D() != DefaultCanaryLatencySlack {
+		t.Errorf("gates: success %v latency %v slack %v", *g.SuccessRatio, *g.LatencyRatio, g.LatencySlack.D())
+	}
+	if cfg.StateDir != "/var/lib/sluice" {
+		t.Errorf("state_dir = %q", cfg.StateDir)
+	}
+	if got := cfg.Routes[0].PoolNames(); !slices.Equal(got, []string{"p1", "p2"}) {
+		t.Errorf("pool names %v", got)
 	}
 }
 

@@ -23,6 +23,12 @@ type Config struct {
 	// counters and outcomes aggregate there. Zero: everything is per
 	// process, in memory.
 	Redis *Redis `yaml:"redis" json:"redis,omitempty"`
+	// StateDir holds runtime state that must outlive a restart: each
+	// canary route's rollout progress, one JSON file per route. With a
+	// redis block the state lives in Redis instead, shared by the
+	// replicas. Zero: rollout progress outlives reloads but not a
+	// restart.
+	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
 	// Pools are the upstream groups, one per model version, by name.
 	// At least one is required.
 	Pools map[string]*Pool `yaml:"pools" json:"pools"`
@@ -253,7 +259,7 @@ type Route struct {
 	// StripPrefix is removed from the front of the path before forwarding,
 	// when the path starts with it. Zero: the path is forwarded as is.
 	StripPrefix string `yaml:"strip_prefix" json:"strip_prefix,omitempty"`
-	// Exactly one of Pool, Split and BlueGreen says who answers.
+	// Exactly one of Pool, Split, BlueGreen and Canary says who answers.
 	//
 	// Pool answers every request of the route.
 	Pool string `yaml:"pool" json:"pool,omitempty"`
@@ -262,6 +268,9 @@ type Route struct {
 	Split *Split `yaml:"split" json:"split,omitempty"`
 	// BlueGreen sends everything to the active one of two pools.
 	BlueGreen *BlueGreen `yaml:"blue_green" json:"blue_green,omitempty"`
+	// Canary moves traffic from a stable pool to a candidate step by
+	// step, and promotes or rolls back on the gateway's own numbers.
+	Canary *Canary `yaml:"canary" json:"canary,omitempty"`
 	// Timeout bounds the whole request upstream; past it the client gets
 	// 504. Zero: only the pool's attempt timeout applies.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
@@ -504,6 +513,60 @@ type BlueGreen struct {
 	Active string `yaml:"active" json:"active"`
 }
 
+// Canary is progressive delivery decided by the gateway (SPEC section 2):
+// the candidate gets steps[i] percent of the route's requests; a step
+// passes once it has lasted interval, both pools answered min_requests and
+// every gate holds over the step's requests; a gate that fails with
+// enough requests ends the rollout at once. Passing the last step (or a
+// step of 100) promotes the candidate to all traffic.
+type Canary struct {
+	// Stable and Candidate are pools. Required, different.
+	Stable    string `yaml:"stable" json:"stable"`
+	Candidate string `yaml:"candidate" json:"candidate"`
+	// Sticky is a key source: a key's requests all go to one pool, and a
+	// key that reached the candidate keeps it at every later step (the
+	// key's hash is below the percent or it is not). Zero: exact
+	// proportions per request.
+	Sticky string `yaml:"sticky" json:"sticky,omitempty"`
+	// Salt mixes into the sticky hash. Default: the route's name.
+	Salt string `yaml:"salt" json:"salt,omitempty"`
+	// Steps are the candidate's percents, increasing, each above 0 and at
+	// most 100. Default [5, 10, 25, 50, 100].
+	Steps []float64 `yaml:"steps" json:"steps"`
+	// Interval is the least time at a step. Default 1m.
+	Interval Duration `yaml:"interval" json:"interval"`
+	// MinRequests is how many requests each pool must have answered at a
+	// step before any decision. Default 100.
+	MinRequests int `yaml:"min_requests" json:"min_requests"`
+	// Gates are the conditions a step must meet.
+	Gates CanaryGates `yaml:"gates" json:"gates"`
+	// OnFail is what a failed gate does: rollback (the candidate to 0%)
+	// or pause (the candidate keeps its step until an operator acts).
+	// Default rollback.
+	OnFail string `yaml:"on_fail" json:"on_fail"`
+	// Webhook, when set, receives a JSON POST for every transition
+	// (step, waiting, promotion, rollback, pause, resume). Zero: none.
+	Webhook string `yaml:"webhook" json:"webhook,omitempty"`
+}
+
+// CanaryGates compare the candidate with the stable pool over a step.
+type CanaryGates struct {
+	// SuccessRatio: the candidate's success rate (answers below 500)
+	// must be at least this times the stable's. Default 0.95; 0 turns
+	// the gate off.
+	SuccessRatio *float64 `yaml:"success_ratio" json:"success_ratio"`
+	// LatencyRatio: the candidate's p99 must be at most this times the
+	// stable's, plus LatencySlack. Default 1.1; 0 turns the gate off.
+	LatencyRatio *float64 `yaml:"latency_ratio" json:"latency_ratio"`
+	// LatencySlack is added to the latency bound, so that sub-millisecond
+	// jitter between two fast pools is not a regression. Default 1ms.
+	LatencySlack Duration `yaml:"latency_slack" json:"latency_slack"`
+	// MaxShadowMismatch: when the route also shadows the candidate pool,
+	// the share of compared pairs that mismatch must stay below this.
+	// Zero: no shadow gate.
+	MaxShadowMismatch float64 `yaml:"max_shadow_mismatch" json:"max_shadow_mismatch,omitempty"`
+}
+
 // Match is the conjunction of its non-empty fields.
 type Match struct {
 	// PathPrefix matches normalised paths that start with it: a plain string
@@ -561,13 +624,24 @@ const (
 	DefaultShadowMaxInFlight     = 64
 	DefaultShadowRecordMaxBytes  = 64 << 20
 	DefaultShadowRecordPerSecond = 10
+	DefaultCanaryInterval        = time.Minute
+	DefaultCanaryMinRequests     = 100
+	DefaultCanarySuccessRatio    = 0.95
+	DefaultCanaryLatencyRatio    = 1.1
+	DefaultCanaryLatencySlack    = time.Millisecond
+	CanaryRollback               = "rollback"
+	CanaryPause                  = "pause"
 )
 
 // Balance policies a pool may name.
 var BalancePolicies = []string{"least_pending", "round_robin", "random", "p2c"}
 
+// DefaultCanarySteps are a canary's steps when it names none.
+func DefaultCanarySteps() []float64 { return []float64{5, 10, 25, 50, 100} }
+
 // PoolNames lists the pools a route can send to: its pool, its split's
-// variants' pools, or both colours of a blue-green route.
+// variants' pools, both colours of a blue-green route, or a canary's
+// stable and candidate.
 func (r *Route) PoolNames() []string {
 	switch {
 	case r.Split != nil:
@@ -578,6 +652,8 @@ func (r *Route) PoolNames() []string {
 		return names
 	case r.BlueGreen != nil:
 		return []string{r.BlueGreen.Blue, r.BlueGreen.Green}
+	case r.Canary != nil:
+		return []string{r.Canary.Stable, r.Canary.Candidate}
 	}
 	return []string{r.Pool}
 }

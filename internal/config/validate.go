@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,6 +79,22 @@ func applyDefaults(c *Config) {
 		if r.Split != nil {
 			setDefault(&r.Split.Salt, r.Name)
 		}
+		if cn := r.Canary; cn != nil {
+			setDefault(&cn.Salt, r.Name)
+			if cn.Steps == nil {
+				cn.Steps = DefaultCanarySteps()
+			}
+			setDefault(&cn.Interval, Duration(DefaultCanaryInterval))
+			setDefault(&cn.MinRequests, DefaultCanaryMinRequests)
+			setDefault(&cn.OnFail, CanaryRollback)
+			setDefault(&cn.Gates.LatencySlack, Duration(DefaultCanaryLatencySlack))
+			if cn.Gates.SuccessRatio == nil {
+				cn.Gates.SuccessRatio = ptr(DefaultCanarySuccessRatio)
+			}
+			if cn.Gates.LatencyRatio == nil {
+				cn.Gates.LatencyRatio = ptr(DefaultCanaryLatencyRatio)
+			}
+		}
 		// An explicit block got its attempts when it was decoded (see
 		// Retries.UnmarshalYAML): 0 there means off, not "the default".
 		if r.Retries == nil {
@@ -122,6 +139,8 @@ func applyDefaults(c *Config) {
 		r.Match.Host = strings.ToLower(r.Match.Host)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func setDefault[T comparable](field *T, def T) {
 	var zero T
@@ -412,13 +431,13 @@ func validateRoutes(ck *checker, c *Config) {
 // validateTarget checks the one of pool, split and blue_green a route has.
 func validateTarget(ck *checker, c *Config, r *Route, path func(...any) []any) {
 	set := 0
-	for _, has := range []bool{r.Pool != "", r.Split != nil, r.BlueGreen != nil} {
+	for _, has := range []bool{r.Pool != "", r.Split != nil, r.BlueGreen != nil, r.Canary != nil} {
 		if has {
 			set++
 		}
 	}
 	if set != 1 {
-		ck.add(path(), "route %q needs exactly one of pool, split and blue_green (has %d)", r.Name, set)
+		ck.add(path(), "route %q needs exactly one of pool, split, blue_green and canary (has %d)", r.Name, set)
 		return
 	}
 	pool := poolRef(ck, c)
@@ -435,8 +454,62 @@ func validateTarget(ck *checker, c *Config, r *Route, path func(...any) []any) {
 		if bg.Active != "blue" && bg.Active != "green" {
 			ck.add(path("blue_green", "active"), "must be blue or green, got %q", bg.Active)
 		}
+	case r.Canary != nil:
+		validateCanary(ck, r.Canary, path, pool)
 	default:
 		validateSplit(ck, r.Split, path, pool)
+	}
+}
+
+func validateCanary(ck *checker, cn *Canary, path func(...any) []any, pool func([]any, string)) {
+	cp := func(rest ...any) []any { return path(append([]any{"canary"}, rest...)...) }
+	pool(cp("stable"), cn.Stable)
+	pool(cp("candidate"), cn.Candidate)
+	if cn.Stable != "" && cn.Stable == cn.Candidate {
+		ck.add(cp("candidate"), "stable and candidate are the same pool %q", cn.Stable)
+	}
+	if cn.Sticky != "" {
+		if _, err := ParseKeySource(cn.Sticky); err != nil {
+			ck.add(cp("sticky"), "%v", err)
+		}
+	}
+	if len(cn.Steps) == 0 {
+		ck.add(cp("steps"), "needs at least one step (a percent for the candidate)")
+	}
+	for i, p := range cn.Steps {
+		switch {
+		case !(p > 0 && p <= 100):
+			ck.add(cp("steps", i), "must be above 0 and at most 100, got %v", p)
+		case i > 0 && p <= cn.Steps[i-1]:
+			ck.add(cp("steps", i), "steps must increase: %v after %v", p, cn.Steps[i-1])
+		}
+	}
+	if cn.Interval.D() <= 0 {
+		ck.add(cp("interval"), "must be above 0, got %s", durText(cn.Interval.D()))
+	}
+	if cn.MinRequests < 1 {
+		ck.add(cp("min_requests"), "must be at least 1, got %d", cn.MinRequests)
+	}
+	g := cn.Gates
+	if r := *g.SuccessRatio; r < 0 || r > 1 {
+		ck.add(cp("gates", "success_ratio"), "must be 0 (off) to 1, got %v", r)
+	}
+	if r := *g.LatencyRatio; r < 0 || (r > 0 && r < 1) {
+		ck.add(cp("gates", "latency_ratio"), "must be 0 (off) or at least 1, got %v", r)
+	}
+	if g.LatencySlack.D() < 0 {
+		ck.add(cp("gates", "latency_slack"), "must not be negative, got %s", durText(g.LatencySlack.D()))
+	}
+	if g.MaxShadowMismatch < 0 || g.MaxShadowMismatch > 1 {
+		ck.add(cp("gates", "max_shadow_mismatch"), "must be 0 (off) to 1, got %v", g.MaxShadowMismatch)
+	}
+	if cn.OnFail != CanaryRollback && cn.OnFail != CanaryPause {
+		ck.add(cp("on_fail"), "must be rollback or pause, got %q", cn.OnFail)
+	}
+	if cn.Webhook != "" {
+		if u, err := url.Parse(cn.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ck.add(cp("webhook"), "must be an http:// or https:// URL, got %q", cn.Webhook)
+		}
 	}
 }
 

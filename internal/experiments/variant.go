@@ -71,6 +71,15 @@ func newVariant(name string) *Variant {
 	return v
 }
 
+// NewRecorder returns a Variant outside any experiment: a traffic
+// recorder (requests, errors, latency histogram) for whoever needs one,
+// such as a canary's step.
+func NewRecorder(name string) *Variant { return newVariant(name) }
+
+// Traffic adds up what the variant recorded: requests, errors and the
+// latency histogram (no outcomes).
+func (v *Variant) Traffic() VariantStats { return v.traffic(true) }
+
 // shardCount is the power of two at or above procs, at most maxShards.
 func shardCount(procs int) int {
 	n := 1

@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/spawn"
 )
@@ -49,6 +50,7 @@ type Gateway struct {
 	workers  *spawn.Supervisor
 	exps     *experiments.Registry
 	shadows  *shadow.Registry
+	rollouts *rollout.Registry
 	health   *health.Checker
 	probed   atomic.Pointer[map[health.Target]probed] // where each health target's probes land
 	initial  *config.Loaded
@@ -99,6 +101,9 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	if err := openableRecords(loaded.Config); err != nil {
 		return nil, err
 	}
+	if err := rollout.CheckDir(loaded.Config.StateDir); err != nil {
+		return nil, err
+	}
 	g := &Gateway{
 		path:       path,
 		log:        log,
@@ -106,6 +111,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		registry:   backend.NewRegistry(),
 		exps:       experiments.NewRegistry(),
 		shadows:    shadow.NewRegistry(),
+		rollouts:   rollout.NewRegistry(log),
 		hot:        &redisconn.Conn{},
 		initial:    loaded,
 		membership: make(chan struct{}, 1),
@@ -122,6 +128,12 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		s := g.hot.State()
 		return metrics.RedisState{Configured: s.Configured, Up: s.Up, Errors: s.Errors}
 	})
+	phases := make([]string, len(rollout.Phases))
+	for i, p := range rollout.Phases {
+		phases[i] = string(p)
+	}
+	g.metrics.WatchRollouts(phases, g.rolloutStates)
+	g.rollouts.OnEvent(func(ev rollout.Event) { g.metrics.RolloutTransition(ev.Route, ev.Kind) })
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
 	return g, nil
 }
@@ -194,6 +206,7 @@ func (g *Gateway) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopWatching = cancel
 	go g.followMembership(ctx)
+	go g.rollouts.Run(ctx, rollout.Round)
 	if w, err := config.NewWatcher(g.path, watchDebounce, g.log); err != nil {
 		g.log.Error("config file not watched; SIGHUP and POST /admin/reload still reload", "err", err)
 	} else {
@@ -328,6 +341,9 @@ func (g *Gateway) useRedis(cfg *config.Redis) {
 	}
 	g.exps.SetCluster(cluster)
 	g.hot.Use(g.hotRedis, timeout)
+	if g.redis != nil {
+		g.rollouts.SetCoordinator(rollout.NewShared(g.redis, g.rollouts.Replica(), timeout))
+	}
 	for _, c := range []*redis.Client{old, oldHot} {
 		if c != nil {
 			_ = c.Close()
@@ -352,6 +368,18 @@ func (g *Gateway) Experiments() *experiments.Registry { return g.exps }
 // Shadows is the comparison state of the shadowed routes.
 func (g *Gateway) Shadows() *shadow.Registry { return g.shadows }
 
+// Rollouts is the progressive delivery state of the canary routes.
+func (g *Gateway) Rollouts() *rollout.Registry { return g.rollouts }
+
+// rolloutStates is the rollouts for the gauges.
+func (g *Gateway) rolloutStates() []metrics.RolloutState {
+	var out []metrics.RolloutState
+	for _, s := range g.rollouts.Statuses() {
+		out = append(out, metrics.RolloutState{Route: s.Route, State: string(s.Phase), Step: s.Step, Percent: s.Percent})
+	}
+	return out
+}
+
 // openableRecords checks that every shadow record file can be opened for
 // appending, so that a config naming one that cannot is refused whole
 // instead of serving without its record.
@@ -371,7 +399,7 @@ func openableRecords(cfg *config.Config) error {
 
 // deps are the long-lived parts a snapshot is compiled against.
 func (g *Gateway) deps() proxy.Deps {
-	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits, Cache: g.caches}
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits, Cache: g.caches, Rollouts: g.rollouts}
 }
 
 // maxStopTimeout is the longest stop_timeout of any spawned pool.

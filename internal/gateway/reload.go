@@ -10,6 +10,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/admin"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/proxy"
+	"github.com/sluice-gw/sluice/internal/rollout"
 )
 
 // Reload reads the config file and, if it changed and is valid, compiles
@@ -54,6 +55,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	if err := openableRecords(cfg); err != nil {
 		return current.Generation, g.reject(trigger, sum, err)
 	}
+	if err := rollout.CheckDir(cfg.StateDir); err != nil {
+		return current.Generation, g.reject(trigger, sum, err)
+	}
 	if err := g.reloadCertificate(cfg.Server.TLS, trigger); err != nil {
 		return current.Generation, g.reject(trigger, sum, err)
 	}
@@ -68,6 +72,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 func (g *Gateway) apply(loaded *config.Loaded) {
 	g.generation++
 	g.useRedis(loaded.Config.Redis)
+	if loaded.Config.Redis == nil {
+		g.rollouts.SetCoordinator(rollout.NewLocal(loaded.Config.StateDir))
+	}
 	g.workers.Reconcile(loaded.Config)
 	next := proxy.Compile(loaded, g.generation, g.deps())
 	forgetUnchecked(next)

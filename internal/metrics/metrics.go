@@ -53,6 +53,8 @@ type Metrics struct {
 	caches           *cacheCollector
 	backends         *backendCollector
 	redis            *redisCollector
+	rollouts         *rolloutCollector
+	rolloutEvents    *prometheus.CounterVec
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
@@ -127,6 +129,19 @@ func New() *Metrics {
 			errors: prometheus.NewDesc("sluice_ratelimit_redis_errors_total",
 				"Redis round trips of global rate limits that failed or passed redis.timeout.", nil, nil),
 		},
+		rollouts: &rolloutCollector{
+			step: prometheus.NewDesc("sluice_rollout_step",
+				"The canary route's rollout step, counted from 0 (an index into canary.steps).", []string{"route"}, nil),
+			percent: prometheus.NewDesc("sluice_rollout_candidate_percent",
+				"The share of the canary route's requests that the candidate gets now, in percent.", []string{"route"}, nil),
+			state: prometheus.NewDesc("sluice_rollout_state",
+				"1 for the canary route's rollout state now (progressing, waiting, paused, promoted, rolled_back), 0 for the others.",
+				[]string{"route", "state"}, nil),
+		},
+		rolloutEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_rollout_transitions_total",
+			Help: "Rollout transitions this replica made, by route and event (started, step, waiting, paused, resumed, restarted, promoted, rolled_back).",
+		}, []string{"route", "event"}),
 		backends: &backendCollector{
 			up: prometheus.NewDesc("sluice_backend_up",
 				"1 when the backend may take traffic: not down, passing its health checks, not ejected, breaker not open.",
@@ -136,7 +151,7 @@ func New() *Metrics {
 		},
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
-		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.cacheRequests, m.caches, m.backends, m.redis,
+		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.cacheRequests, m.caches, m.backends, m.redis, m.rollouts, m.rolloutEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
@@ -381,5 +396,55 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries), s.Route)
 		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes), s.Route)
 		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(s.Evictions), s.Route)
+	}
+}
+
+// RolloutState is one canary route's rollout for the gauges.
+type RolloutState struct {
+	Route   string
+	State   string
+	Step    int
+	Percent float64
+}
+
+// WatchRollouts makes the rollout gauges read states at each scrape, with
+// every state name in names given a series.
+func (m *Metrics) WatchRollouts(names []string, states func() []RolloutState) {
+	m.rollouts.names = names
+	m.rollouts.states.Store(&states)
+}
+
+// RolloutTransition counts one transition this replica made.
+func (m *Metrics) RolloutTransition(route, event string) {
+	m.rolloutEvents.WithLabelValues(route, event).Inc()
+}
+
+type rolloutCollector struct {
+	step, percent, state *prometheus.Desc
+	names                []string
+	states               atomic.Pointer[func() []RolloutState]
+}
+
+func (c *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.step
+	ch <- c.percent
+	ch <- c.state
+}
+
+func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
+	states := c.states.Load()
+	if states == nil {
+		return
+	}
+	for _, s := range (*states)() {
+		ch <- prometheus.MustNewConstMetric(c.step, prometheus.GaugeValue, float64(s.Step), s.Route)
+		ch <- prometheus.MustNewConstMetric(c.percent, prometheus.GaugeValue, s.Percent, s.Route)
+		for _, name := range c.names {
+			v := 0.0
+			if name == s.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, v, s.Route, name)
+		}
 	}
 }

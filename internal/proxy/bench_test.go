@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
@@ -27,7 +28,7 @@ const predictionJSON = `{"prediction":"setosa","probabilities":{"setosa":0.97,"v
 func newBenchProxy(tb testing.TB, addr, routeExtra string) *Proxy {
 	tb.Helper()
 	target := "    pool: iris\n"
-	if strings.Contains(routeExtra, "split:") || strings.Contains(routeExtra, "blue_green:") {
+	if strings.Contains(routeExtra, "split:") || strings.Contains(routeExtra, "blue_green:") || strings.Contains(routeExtra, "canary:") {
 		target = ""
 	}
 	cfg, err := config.Parse([]byte(`
@@ -48,6 +49,7 @@ routes:
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
 		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}), Cache: cache.NewRegistry(&redisconn.Conn{}),
+		Rollouts: rollout.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}))
 	return p
 }
@@ -65,6 +67,7 @@ func BenchmarkProxyPlain(b *testing.B) {
 		{"route", ""},
 		{"strip_prefix", "    strip_prefix: /v1/models/iris\n"},
 		{"sticky_split", stickySplit},
+		{"sticky_canary", stickyCanary},
 		// Every tenth request is copied, compared and recorded in the
 		// background, which shares the CPUs with the loop.
 		{"shadow_10pct", "    shadow: {pool: iris2, percent: 10, max_in_flight: 1024}\n"},
@@ -123,6 +126,7 @@ func TestPlainPathDoesNotAllocate(t *testing.T) {
 	for _, tc := range []struct{ name, extra string }{
 		{"route", ""},
 		{"sticky_split", stickySplit},
+		{"sticky_canary", stickyCanary},
 		{"rate_limit_max_in_flight", benchLimits},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,6 +153,16 @@ const stickySplit = `    split:
       variants:
         - {name: control, pool: iris, weight: 90}
         - {name: treatment, pool: iris2, weight: 10}
+`
+
+// stickyCanary is a canary route at its first step: each request reads the
+// share, hashes its key and records its answer in the step's numbers.
+const stickyCanary = `    canary:
+      stable: iris
+      candidate: iris2
+      sticky: header:X-User-Id
+      steps: [10, 100]
+      interval: 1h
 `
 
 // BenchmarkChooseVariant is what a split adds to a request over a plain

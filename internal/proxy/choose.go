@@ -3,11 +3,14 @@ package proxy
 import (
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
 
@@ -16,10 +19,13 @@ import (
 // split's choice. A concrete method rather than an interface, so that the
 // caller's scratch buffer stays on its stack.
 func (r *Route) variantFor(ctx *fasthttp.RequestCtx, trusted []netip.Prefix, scratch []byte) *Variant {
-	if r.split == nil {
-		return r.Variants[r.active]
+	switch {
+	case r.split != nil:
+		return r.Variants[r.split.choose(ctx, trusted, scratch)]
+	case r.canary != nil:
+		return r.Variants[r.canary.choose(ctx, trusted, scratch)]
 	}
-	return r.Variants[r.split.choose(ctx, trusted, scratch)]
+	return r.Variants[r.active]
 }
 
 // reachable reports whether v can be chosen at all as configured now: the
@@ -27,10 +33,14 @@ func (r *Route) variantFor(ctx *fasthttp.RequestCtx, trusted []netip.Prefix, scr
 func (r *Route) reachable(v *Variant) bool {
 	for i, rv := range r.Variants {
 		if rv == v {
-			if r.split == nil {
-				return i == r.active
+			switch {
+			case r.split != nil:
+				return r.split.weights[i] > 0
+			case r.canary != nil:
+				basis := r.canary.rollout.Basis()
+				return (i == canaryCandidate && basis > 0) || (i == canaryStable && basis < 10000)
 			}
-			return r.split.weights[i] > 0
+			return i == r.active
 		}
 	}
 	return false
@@ -99,4 +109,51 @@ func compileSplit(rc *config.Route, variant func(name, pool string) *Variant, ex
 // (variant names cannot hold "|" or ",").
 func experimentIdentity(salt string, names []string) string {
 	return salt + "|" + strings.Join(names, ",")
+}
+
+// The variants of a canary route, by index.
+const (
+	canaryStable    = 0
+	canaryCandidate = 1
+)
+
+// canary sends the rollout's current share of requests to the candidate:
+// by the sticky key's hash when there is one, so that a key that reached
+// the candidate keeps it as the share grows, else exactly by count.
+type canary struct {
+	rollout  *rollout.Rollout
+	sticky   *keyReader // nil without sticky
+	saltHash uint64
+	n        atomic.Uint64
+}
+
+func (c *canary) choose(ctx *fasthttp.RequestCtx, trusted []netip.Prefix, scratch []byte) int {
+	basis := c.rollout.Basis()
+	var key []byte
+	if c.sticky != nil {
+		key = c.sticky.read(ctx, trusted, scratch)
+	}
+	if len(key) > 0 && takeByKey(key, c.saltHash, basis) || len(key) == 0 && takeByCount(&c.n, basis) {
+		return canaryCandidate
+	}
+	return canaryStable
+}
+
+// compileCanary ties a canary route to its rollout, which outlives the
+// snapshot. The route's mirror, compiled before, feeds the shadow gate when
+// it copies to the candidate.
+func compileCanary(rc *config.Route, r *Route, pools map[string]*Pool, rollouts *rollout.Registry) *canary {
+	cn := rc.Canary
+	c := &canary{saltHash: xxhash.Sum64String("canary\x00" + cn.Salt)}
+	if cn.Sticky != "" {
+		// Validation has parsed the key source.
+		src, _ := config.ParseKeySource(cn.Sticky)
+		c.sticky = &keyReader{src: src}
+	}
+	var shadowTotals func() (int64, int64)
+	if m := r.mirror; m != nil && m.pool == pools[cn.Candidate] {
+		shadowTotals = m.state.Compared
+	}
+	c.rollout = rollouts.Rollout(rollout.SpecOf(rc.Name, cn), shadowTotals)
+	return c
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/redisconn"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/shadow"
 	"github.com/sluice-gw/sluice/internal/testutil"
 )
@@ -209,6 +210,7 @@ routes:
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
 		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}), Cache: cache.NewRegistry(&redisconn.Conn{}),
+		Rollouts: rollout.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil))),
 	}))
 	s := cfg.Server
 	// As gateway.clientServer builds it, with the timeouts cut short.

@@ -65,20 +65,25 @@ func newSampler(percent float64) sampler {
 	return sampler{basis: uint64(percent*100 + 0.5)}
 }
 
-// byCount is exact over any run of requests: the n-th request is taken
-// when n·share crosses a whole number.
-func (s *sampler) byCount() bool {
-	if s.basis == 0 {
+func (s *sampler) byCount() bool { return takeByCount(&s.n, s.basis) }
+
+func (s *sampler) byKey(key []byte, saltHash uint64) bool { return takeByKey(key, saltHash, s.basis) }
+
+// takeByCount is exact over any run of requests: the n-th request (n
+// counted in counter) is taken when n·basis/10000 crosses a whole number.
+func takeByCount(counter *atomic.Uint64, basis uint64) bool {
+	if basis == 0 {
 		return false
 	}
-	n := s.n.Add(1)
-	return n*s.basis/10000 != (n-1)*s.basis/10000
+	n := counter.Add(1)
+	return n*basis/10000 != (n-1)*basis/10000
 }
 
-// byKey takes the same keys every time, on every replica: the key's hash,
-// mixed with the route's salt, falls below the share or it does not.
-func (s *sampler) byKey(key []byte, saltHash uint64) bool {
-	return mix64(xxhash.Sum64(key)^saltHash)%10000 < s.basis
+// takeByKey takes the same keys every time, on every replica: the key's
+// hash, mixed with the route's salt, falls below basis (of 10000) or it
+// does not. A key taken at one basis is taken at every larger one.
+func takeByKey(key []byte, saltHash, basis uint64) bool {
+	return mix64(xxhash.Sum64(key)^saltHash)%10000 < basis
 }
 
 // mix64 is SplitMix64's finaliser. It decorrelates the mirror choice from

@@ -153,10 +153,16 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	elapsed := time.Since(start)
 	served.series.Count(status)
 	served.series.Duration.Observe(elapsed.Seconds())
-	if v.exp != nil && forwarded {
+	if forwarded {
 		// A request the fallback answered is one the variant failed; one
 		// the gateway refused says nothing of the variant.
-		v.exp.Record(elapsed, status >= 500 || served != v)
+		failed := status >= 500 || served != v
+		if v.exp != nil {
+			v.exp.Record(elapsed, failed)
+		}
+		if route.canary != nil {
+			route.canary.rollout.Record(v.index == canaryCandidate, elapsed, failed)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/limits"
 	"github.com/sluice-gw/sluice/internal/metrics"
+	"github.com/sluice-gw/sluice/internal/rollout"
 	"github.com/sluice-gw/sluice/internal/routing"
 	"github.com/sluice-gw/sluice/internal/shadow"
 )
@@ -49,9 +50,10 @@ type Snapshot struct {
 // Route is a compiled route.
 type Route struct {
 	Name        string
-	Variants    []*Variant // one for a pool route, two for blue-green
+	Variants    []*Variant // one for a pool route, two for blue-green and canary
 	active      int        // the variant of a route without a split
 	split       *split     // nil unless the route is a split
+	canary      *canary    // nil unless the route is a canary
 	stripPrefix []byte
 	timeout     time.Duration
 	maxBody     int
@@ -201,6 +203,7 @@ type Deps struct {
 	Shadows     *shadow.Registry
 	Limits      *limits.Registry
 	Cache       *cache.Registry
+	Rollouts    *rollout.Registry
 }
 
 // Compile builds a snapshot from a validated config, leasing its backends
@@ -244,7 +247,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		s.Pools[name] = p
 	}
 	splits, shadowed := map[string]bool{}, map[string]bool{}
-	cached := map[string]bool{}
+	cached, canaries := map[string]bool{}, map[string]bool{}
 	limited := &limitsInUse{limiters: map[limits.Limiter]bool{}, counters: map[*limits.Concurrency]bool{}}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
@@ -273,6 +276,8 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			if bg.Active == "green" {
 				r.active = 1
 			}
+		case rc.Canary != nil:
+			r.Variants = []*Variant{canaryStable: variant("stable", rc.Canary.Stable), canaryCandidate: variant("candidate", rc.Canary.Candidate)}
 		default:
 			r.Variants = []*Variant{variant(rc.Pool, rc.Pool)}
 		}
@@ -286,12 +291,17 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		if r.mirror = compileMirror(rc, r, s, deps); r.mirror != nil {
 			shadowed[rc.Name] = true
 		}
+		if rc.Canary != nil {
+			r.canary = compileCanary(rc, r, s.Pools, deps.Rollouts)
+			canaries[rc.Name] = true
+		}
 		s.Routes = append(s.Routes, r)
 	}
 	deps.Experiments.Retain(splits)
 	deps.Shadows.Retain(shadowed)
 	deps.Limits.Retain(limited.limiters, limited.counters)
 	deps.Cache.Retain(cached)
+	deps.Rollouts.Retain(canaries)
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)

@@ -412,9 +412,24 @@ func (rt *Route) OverallMismatchRate() (rate float64, compared int64) {
 	return mismatchRate(sum)
 }
 
+// Compared counts the route's compared pairs, over every variant, and how
+// many of them did not match (as MismatchRate counts them).
+func (rt *Route) Compared() (mismatched, compared int64) {
+	for _, g := range rt.state.Load().groups {
+		bad, n := mismatches(g.loadCounts())
+		mismatched += bad
+		compared += n
+	}
+	return mismatched, compared
+}
+
+func mismatches(counts [numOutcomes]int64) (bad, n int64) {
+	bad = counts[Mismatched] + counts[StatusMismatch] + counts[NotJSON] + counts[Shadow5xx]
+	return bad, counts[Matched] + bad
+}
+
 func mismatchRate(counts [numOutcomes]int64) (float64, int64) {
-	bad := counts[Mismatched] + counts[StatusMismatch] + counts[NotJSON] + counts[Shadow5xx]
-	n := counts[Matched] + bad
+	bad, n := mismatches(counts)
 	if n == 0 {
 		return 0, 0
 	}
