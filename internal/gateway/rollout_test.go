@@ -520,3 +520,25 @@ func TestCanaryKeepsItsPlaceAcrossReloadsAndRestartsForANewCandidate(t *testing.
 		t.Fatalf("after a new candidate: %+v", v)
 	}
 }
+
+func TestCanaryWhoseShadowAnswersDifferIsRolledBack(t *testing.T) {
+	stable := fakeModel(t, 0, 0)
+	candidate := testutil.Backend(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"prediction":"virginica"}`)
+	})
+	cfg := canaryConfig(stable, candidate, `
+      steps: [10, 100]
+      interval: 1h
+      min_requests: 20
+      gates: {latency_slack: 100ms, max_shadow_mismatch: 0.05}
+    shadow: {pool: v2, percent: 50}
+`)
+	g := startGateway(t, cfg)
+	tr := startVariantTraffic(g.url+"/predict", 4)
+	v := waitForState(t, g, "rolled_back", 30*time.Second)
+	tr.stop()
+	if last := v.History[len(v.History)-1]; !strings.Contains(last.Reason, "max_shadow_mismatch failed") {
+		t.Fatalf("rolled back for %q, want the shadow gate", last.Reason)
+	}
+}
