@@ -6,7 +6,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONFIG   ?= config/gateway.yaml
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet race bench bench-shadow bench-ratelimit bench-go fuzz reload-check soak clean
+.PHONY: all build run test vet race bench bench-shadow bench-ratelimit bench-go fuzz reload-check soak demo-canary demo-rollback clean
 
 all: build
 
@@ -76,6 +76,17 @@ reload-check:
 # report (SOAK_DURATION, default 5m; `make test` runs it for 60 s).
 soak:
 	bash scripts/soak.sh
+
+# Canary routes, end to end: iris-v2 rolled out over iris-v1 in steps of
+# 5, 25, 50 and 100% under steady traffic, with the progress printed each
+# second until it is promoted (about 20 s; fails if it is not within 110 s).
+demo-canary: build
+	bash scripts/demo-canary.sh
+
+# The same with a candidate that fails a fifth of its requests: rolled back
+# at the first step, and no request reaches it afterwards.
+demo-rollback: build
+	bash scripts/demo-rollback.sh
 
 clean:
 	rm -rf bin

@@ -67,40 +67,9 @@ cleanup() {
   exit "$rc"
 }
 
-port_free() {
-  local p=$1
-  if command -v ss >/dev/null; then
-    [[ -z $(ss -Hltn "sport = :$p" 2>/dev/null) ]]
-  else
-    # Without iproute2: a successful connect means someone listens there.
-    if timeout 1 bash -c ": >/dev/tcp/127.0.0.1/$p" 2>/dev/null; then return 1; fi
-  fi
-}
-
-# shellcheck disable=SC2034  # PICKED is read by the sourcing script
-pick_port() {
-  local limit=$((PORT_BASE + 500))
-  while (( NEXT_PORT < limit )); do
-    if port_free "$NEXT_PORT"; then PICKED=$NEXT_PORT; NEXT_PORT=$((NEXT_PORT + 1)); return 0; fi
-    NEXT_PORT=$((NEXT_PORT + 1))
-  done
-  die "no free port in $PORT_BASE..$limit"
-}
-
-# Waits (bounded) until URL answers 2xx while PID is alive.
-wait_http() {
-  local name=$1 pid=$2 url=$3 logf=$4 i
-  for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$logf" >&2 || true
-      die "$name exited during startup (log above)"
-    fi
-    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  tail -n 20 "$logf" >&2 || true
-  die "$name did not answer $url within ~10s"
-}
+# port_free, pick_port and wait_http, shared with the demos.
+# shellcheck source=scripts/net.sh
+source scripts/net.sh
 
 # Runs wrk with ARGS, output to FILE. wrk runs in the background and we wait
 # for it, because bash defers traps until a foreground child exits: an

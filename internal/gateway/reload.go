@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -74,6 +75,7 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 	g.useRedis(loaded.Config.Redis)
 	if loaded.Config.Redis == nil {
 		g.rollouts.SetCoordinator(rollout.NewLocal(loaded.Config.StateDir))
+		warnVolatileRollouts(g.log, loaded.Config)
 	}
 	g.workers.Reconcile(loaded.Config)
 	next := proxy.Compile(loaded, g.generation, g.deps())
@@ -116,4 +118,19 @@ func (g *Gateway) LastError() *admin.LoadError {
 	g.lastErrMu.RLock()
 	defer g.lastErrMu.RUnlock()
 	return g.lastErr
+}
+
+// warnVolatileRollouts says that canary progress will not outlive a
+// restart when the config keeps it nowhere.
+func warnVolatileRollouts(log *slog.Logger, cfg *config.Config) {
+	if cfg.StateDir != "" {
+		return
+	}
+	for _, r := range cfg.Routes {
+		if r.Canary != nil {
+			log.Warn("canary routes without state_dir or redis: rollout progress is lost on restart and starts again at the first step",
+				"route", r.Name)
+			return
+		}
+	}
 }

@@ -150,9 +150,11 @@ func compileCanary(rc *config.Route, r *Route, pools map[string]*Pool, rollouts 
 		src, _ := config.ParseKeySource(cn.Sticky)
 		c.sticky = &keyReader{src: src}
 	}
+	// Only the copies of requests the stable pool answered compare the
+	// candidate with something else.
 	var shadowTotals func() (int64, int64)
 	if m := r.mirror; m != nil && m.pool == pools[cn.Candidate] {
-		shadowTotals = m.state.Compared
+		shadowTotals = func() (int64, int64) { return m.state.Compared(canaryStable) }
 	}
 	c.rollout = rollouts.Rollout(rollout.SpecOf(rc.Name, cn), shadowTotals)
 	return c

@@ -94,7 +94,7 @@ func Override(spec Spec, st State, action string, now time.Time) (State, *Event,
 		if st.Phase == Promoted {
 			return st, nil, fmt.Errorf("promote: the rollout is promoted already: %w", ErrConflict)
 		}
-		next, ev := transition(st, Promoted, st.Step, 100, now, "promoted by an operator", ByOperator, nil, Window{}, true)
+		next, ev := transition(st, Promoted, len(spec.Steps)-1, 100, now, "promoted by an operator", ByOperator, nil, Window{}, true)
 		return next, ev, nil
 	case ActionAbort:
 		if st.Phase == RolledBack {
@@ -153,7 +153,7 @@ func Evaluate(spec Spec, w Window) (gates []Gate, conclusive bool) {
 	min := spec.MinRequests
 	conclusive = w.Stable.Requests >= min && w.Candidate.Requests >= min
 	if spec.SuccessRatio > 0 {
-		g := Gate{Name: GateSuccess, Threshold: spec.SuccessRatio}
+		g := Gate{Name: GateSuccess, Threshold: spec.SuccessRatio, Detail: noData}
 		if w.Stable.Requests > 0 && w.Candidate.Requests > 0 {
 			s, c := w.Stable.SuccessRate(), w.Candidate.SuccessRate()
 			// Both rates 0 is a tie; a stable at 0 cannot be failed.
@@ -168,7 +168,7 @@ func Evaluate(spec Spec, w Window) (gates []Gate, conclusive bool) {
 		gates = append(gates, g)
 	}
 	if spec.LatencyRatio > 0 {
-		g := Gate{Name: GateLatency, Threshold: spec.LatencyRatio}
+		g := Gate{Name: GateLatency, Threshold: spec.LatencyRatio, Detail: noData}
 		if w.Stable.Requests > 0 && w.Candidate.Requests > 0 {
 			s, c := w.Stable.P99, w.Candidate.P99
 			ratio := 1.0
@@ -183,7 +183,7 @@ func Evaluate(spec Spec, w Window) (gates []Gate, conclusive bool) {
 		gates = append(gates, g)
 	}
 	if spec.MaxShadowMismatch > 0 && w.Shadowed {
-		g := Gate{Name: GateShadow, Threshold: spec.MaxShadowMismatch}
+		g := Gate{Name: GateShadow, Threshold: spec.MaxShadowMismatch, Detail: noData}
 		if w.ShadowCompared > 0 {
 			rate := float64(w.ShadowMismatched) / float64(w.ShadowCompared)
 			g.Value = &rate
@@ -195,6 +195,9 @@ func Evaluate(spec Spec, w Window) (gates []Gate, conclusive bool) {
 	}
 	return gates, conclusive
 }
+
+// noData is the detail of a gate that has nothing to compare yet.
+const noData = "no requests of both pools yet"
 
 // failing names the gates that failed, or "" when all held.
 func failing(gates []Gate) string {

@@ -175,7 +175,10 @@ type Event struct {
 }
 
 // Gate is one gate's value over a step against its threshold. Value is
-// nil until both pools have answered.
+// nil (and Pass false) until both pools have answered; a gate counts only
+// once both have min_requests. The latency gate's value is the p99 ratio;
+// it passes while the candidate's p99 is at most threshold times the
+// stable's plus latency_slack (Detail gives the bound).
 type Gate struct {
 	Name      string   `json:"name"`
 	Value     *float64 `json:"value"`

@@ -412,15 +412,13 @@ func (rt *Route) OverallMismatchRate() (rate float64, compared int64) {
 	return mismatchRate(sum)
 }
 
-// Compared counts the route's compared pairs, over every variant, and how
-// many of them did not match (as MismatchRate counts them).
-func (rt *Route) Compared() (mismatched, compared int64) {
-	for _, g := range rt.state.Load().groups {
-		bad, n := mismatches(g.loadCounts())
-		mismatched += bad
-		compared += n
+// Compared counts the compared pairs of the requests variant answered,
+// and how many of them did not match (as MismatchRate counts them).
+func (rt *Route) Compared(variant int) (mismatched, compared int64) {
+	if g := rt.group(variant); g != nil {
+		return mismatches(g.loadCounts())
 	}
-	return mismatched, compared
+	return 0, 0
 }
 
 func mismatches(counts [numOutcomes]int64) (bad, n int64) {
