@@ -79,8 +79,14 @@ func (g *Registry) Rollout(spec Spec, shadow func() (mismatched, compared int64)
 		old.mu.Lock()
 		defer old.mu.Unlock()
 		if sameRollout(spec, old.state) {
+			shadowChanged := (old.shadow == nil) != (shadow == nil)
 			old.spec, old.shadow = spec, shadow
 			old.adopt(fit(spec, old.state))
+			if shadowChanged {
+				// The shadow gate's inputs changed: the step's numbers
+				// start again, with the shadow's totals as their base.
+				old.newWindow(old.state.Epoch)
+			}
 			return old
 		}
 		prev = old.state

@@ -129,11 +129,12 @@ func start(spec Spec, prev State, now time.Time) State {
 	if prev.Candidate != "" {
 		reason = "started: the canary block changed from " + prev.Stable + " -> " + prev.Candidate
 	}
-	st, _ = transition(st, Progressing, 0, spec.Steps[0], now, reason, ByGateway, nil, Window{}, true)
-	st.History[0].From, st.History[0].Kind = "", "started"
+	phase := Progressing
 	if spec.Steps[0] >= 100 {
-		st.Phase, st.Percent = Promoted, 100
+		phase = Promoted // a single step of 100: a blue-green switch
 	}
+	st, _ = transition(st, phase, 0, spec.Steps[0], now, reason, ByGateway, nil, Window{}, true)
+	st.History[0].From, st.History[0].Kind = "", "started"
 	return st
 }
 
