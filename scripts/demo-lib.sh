@@ -40,20 +40,6 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
-# Direct children of a pid (the curl of the traffic loop), read from /proc
-# so that procps need not be installed.
-children_of() {
-  local parent=$1 f stat rest
-  for f in /proc/[0-9]*/stat; do
-    { stat=$(<"$f"); } 2>/dev/null || continue   # processes come and go
-    rest=${stat##*) }            # drop "pid (comm) ", comm may contain spaces
-    # shellcheck disable=SC2086  # split on purpose; fields hold no globs
-    set -- $rest                 # $1=state $2=ppid
-    [[ ${2:-} == "$parent" ]] && { f=${f#/proc/}; echo "${f%/stat}"; }
-  done
-  return 0
-}
-
 # Stops one process and its children: TERM, up to ~5 s, then KILL.
 stop_pid() {
   local pid=$1 kids i

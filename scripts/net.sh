@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# scripts/net.sh: loopback port picking and startup waits, sourced by
-# bench/lib.sh and scripts/demo-lib.sh. The sourcing script defines die
-# and sets PORT_BASE and NEXT_PORT.
+# scripts/net.sh: loopback port picking, startup waits and child
+# processes, sourced by bench/lib.sh and scripts/demo-lib.sh. The sourcing
+# script defines die and sets PORT_BASE and NEXT_PORT.
 
 port_free() {
   local p=$1
@@ -38,4 +38,18 @@ wait_http() {
   done
   tail -n 20 "$logf" >&2 || true
   die "$name did not answer $url within ~10s"
+}
+
+# Direct children of a pid (nginx workers of their master, the curl of a
+# traffic loop), read from /proc so that procps need not be installed.
+children_of() {
+  local parent=$1 f stat rest
+  for f in /proc/[0-9]*/stat; do
+    { stat=$(<"$f"); } 2>/dev/null || continue   # processes come and go
+    rest=${stat##*) }            # drop "pid (comm) ", comm may contain spaces
+    # shellcheck disable=SC2086  # split on purpose; fields hold no globs
+    set -- $rest                 # $1=state $2=ppid
+    [[ ${2:-} == "$parent" ]] && { f=${f#/proc/}; echo "${f%/stat}"; }
+  done
+  return 0
 }
