@@ -29,11 +29,7 @@ main() {
   echo
   progress_header
   while :; do
-    gateway_alive
-    j=$(rollout) || die "GET $ADMIN/admin/rollouts failed"
-    [[ -n $j ]] || die "GET /admin/rollouts has no rollout for route $ROUTE"
-    state=$(jq -r .state <<<"$j") step=$(jq -r .step <<<"$j")
-    progress_line "$j"
+    poll
     if [[ $step != "$last_step" || $state == promoted ]]; then
       # Sticky monotonicity: who had the candidate at the last step has it now.
       now=$(probe 0 "$PROBED" | tr '\n' ' ')

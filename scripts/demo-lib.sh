@@ -270,3 +270,13 @@ rollout_metrics() {
 gateway_alive() {
   kill -0 "$GATEWAY_PID" 2>/dev/null || die "the gateway exited (its log below)"
 }
+
+# poll reads the rollout into the caller's j, state and step, and prints
+# its progress line.
+poll() {
+  gateway_alive
+  j=$(rollout) || die "GET $ADMIN/admin/rollouts failed"
+  [[ -n $j ]] || die "GET /admin/rollouts has no rollout for route $ROUTE"
+  state=$(jq -r .state <<<"$j") step=$(jq -r .step <<<"$j")
+  progress_line "$j"
+}

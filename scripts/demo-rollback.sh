@@ -41,11 +41,7 @@ main() {
   echo
   progress_header
   while :; do
-    gateway_alive
-    j=$(rollout) || die "GET $ADMIN/admin/rollouts failed"
-    [[ -n $j ]] || die "GET /admin/rollouts has no rollout for route $ROUTE"
-    state=$(jq -r .state <<<"$j") step=$(jq -r .step <<<"$j")
-    progress_line "$j"
+    poll
     case $state in
       rolled_back) break ;;
       promoted | paused)
