@@ -24,16 +24,16 @@ func (r *runner) run() error {
 	m := r.machineFacts()
 	printMachine(os.Stdout, m, r.s)
 
-	needSlow := slices.Contains(r.s.Targets, "sluice-shadow-slow")
+	needShadows := slices.Contains(r.s.Targets, "sluice-shadow-slow") || slices.Contains(r.s.Targets, "sluice-shadow-fast")
 	backends := map[string]*backend{}
 	for _, kind := range r.s.Backends {
-		b, err := r.startBackends(kind, needSlow)
+		b, err := r.startBackends(kind, needShadows)
 		if err != nil {
 			return err
 		}
 		backends[kind] = b
 		if b.slow != "" {
-			logf("%s backend on %s, slow instance (%v per answer) on %s", kind, b.addr, r.s.SlowDelay, b.slow)
+			logf("%s backend on %s; shadow instances: slow (%v per answer) on %s, fast on %s", kind, b.addr, r.s.SlowDelay, b.slow, b.mirror)
 		} else {
 			logf("%s backend on %s", kind, b.addr)
 		}

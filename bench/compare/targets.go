@@ -10,18 +10,24 @@ import (
 )
 
 // backend is one backend kind as the targets see it: the instance every
-// target proxies to, and a slow one for sluice-shadow-slow's shadow pool.
+// target proxies to, and the two shadow pools' instances: a slow one for
+// sluice-shadow-slow and a fast one for sluice-shadow-fast. Each shadow
+// has a process of its own, so the two modes differ in the shadow's delay
+// alone (a shadow sent to the primary's own busy process would find it
+// awake, which an idle shadow process is not).
 type backend struct {
-	kind string // trivial or model
-	addr string // 127.0.0.1:PORT
-	slow string // the slow instance's address; "" when not needed
-	pids []int  // the instances' processes, for the "other %" figure
-	want []byte // the body it answers the bench request with
+	kind   string // trivial or model
+	addr   string // 127.0.0.1:PORT
+	slow   string // the slow shadow instance's address; "" when not needed
+	mirror string // the fast shadow instance's address; "" when not needed
+	pids   []int  // the instances' processes, for the "other %" figure
+	want   []byte // the body it answers the bench request with
 }
 
-// startBackends starts the fast instance of a kind and, when
-// sluice-shadow-slow runs, the slow one. They live for the whole run.
-func (r *runner) startBackends(kind string, needSlow bool) (*backend, error) {
+// startBackends starts the instance of a kind every target proxies to
+// and, when the shadow modes run, their two shadow instances. They live
+// for the whole run.
+func (r *runner) startBackends(kind string, needShadows bool) (*backend, error) {
 	b := &backend{kind: kind}
 	addr, p, err := r.startBackendInstance(kind, kind, 0)
 	if err != nil {
@@ -33,12 +39,19 @@ func (r *runner) startBackends(kind string, needSlow bool) (*backend, error) {
 		return nil, fmt.Errorf("%s backend: %w", kind, err)
 	}
 	b.want = a.body
-	if needSlow {
-		addr, p, err := r.startBackendInstance(kind, kind+"-slow", r.s.SlowDelay)
+	if !needShadows {
+		return b, nil
+	}
+	for _, sh := range []struct {
+		addr  *string
+		name  string
+		delay time.Duration
+	}{{&b.slow, kind + "-slow", r.s.SlowDelay}, {&b.mirror, kind + "-shadow", 0}} {
+		addr, p, err := r.startBackendInstance(kind, sh.name, sh.delay)
 		if err != nil {
 			return nil, err
 		}
-		b.slow, b.pids = addr, append(b.pids, p.pid())
+		*sh.addr, b.pids = addr, append(b.pids, p.pid())
 	}
 	return b, nil
 }
@@ -318,7 +331,7 @@ routes:
 		// The same 10% shadow, to the slow instance or to the fast one.
 		shadow := b.slow
 		if mode == "sluice-shadow-fast" {
-			shadow = b.addr
+			shadow = b.mirror
 		}
 		return head + fmt.Sprintf(`  shadow:
     backends: [%q]
