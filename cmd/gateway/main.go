@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/gateway"
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return healthcheck(args, stdout, stderr)
 	case "import-nginx":
 		return importNginx(args, stdout, stderr)
+	case "keys":
+		return keysCommand(args, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "sluice gateway %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
@@ -83,6 +86,10 @@ func usage(w io.Writer) {
   gateway import-nginx [-o out.yaml] nginx.conf
                                translate an nginx config into a gateway config; every
                                directive not translated is listed on stderr with its line
+  gateway keys add NAME [-routes a,b] [-tags t1,t2]
+                               make an API key: print it once, and the line that lists
+                               its SHA-256 in the keys file (the key is kept nowhere)
+  gateway keys hash            read one key on stdin, print its SHA-256 (for keys you have)
   gateway version              print version, commit and Go version
 `)
 }
@@ -145,6 +152,14 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		printConfigError(stderr, *path, err)
 		return 1
+	}
+	// The keys and JWT key files the routes name must load too, as they
+	// must for the gateway to start.
+	for _, r := range loaded.Config.Routes {
+		if err := auth.Check(loaded.Config.AuthFor(r)); err != nil {
+			fmt.Fprintf(stderr, "%s: routes %s: auth.%v\n", *path, r.Name, err)
+			return 1
+		}
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d routes, %d pools)\n", *path, len(loaded.Config.Routes), len(loaded.Config.Pools))
 	return 0

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -59,6 +60,15 @@ func TestCheckReportsEveryProblemWithFileAndLine(t *testing.T) {
 func TestCheck(t *testing.T) {
 	shipped := filepath.Join("..", "..", "config", "gateway.yaml")
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	dir := t.TempDir()
+	brokenKeys := filepath.Join(dir, "keys.yaml")
+	if err := os.WriteFile(brokenKeys, []byte("keys:\n  - {name: a, sha256: 1234}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withKeys := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(withKeys, []byte("pools: {p: {backends: [127.0.0.1:9]}}\nroutes:\n  - {name: iris, pool: p, auth: {api_keys: {keys_file: "+brokenKeys+"}}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name   string
 		args   []string
@@ -69,6 +79,7 @@ func TestCheck(t *testing.T) {
 		{"the shipped config is valid", []string{"check", "-config", shipped}, 0, shipped + ": ok (", ""},
 		{"a missing file", []string{"check", "-config", missing}, 1, "", missing + ": read config:"},
 		{"an unknown flag", []string{"check", "-conf", shipped}, 2, "", "flag provided but not defined: -conf"},
+		{"a broken keys file", []string{"check", "-config", withKeys}, 1, "", "routes iris: auth.api_keys.keys_file " + brokenKeys + ": line 2: keys[0].sha256"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

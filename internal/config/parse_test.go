@@ -621,6 +621,34 @@ routes:
 		{"rate_limit unknown on_redis_error", "redis: {addr: 127.0.0.1:6379}\n" + routeWith("rate_limit: {rate: 1/s, scope: global, on_redis_error: panic}   #!"), `must be local, allow or deny, got "panic"`},
 		{"rate_limit unknown key", routeWith("rate_limit:\n      - rate: 1/s\n        brust: 5   #!"), `unknown key "brust"`},
 		{"rate_limit second entry", routeWith("rate_limit:\n      - {rate: 1/s}\n      - {rate: 1/s, burst: -1}   #!"), `must be 1 to 1000000, got -1`},
+
+		// Auth, CORS, audit.
+		{"auth without a method", routeWith("auth: {pass_credentials: true}   #!"), `needs api_keys, jwt or both`},
+		{"api_keys without a file", routeWith("auth: {api_keys: {header: X-Key}}   #!"), `is required`},
+		{"api_keys bad header", routeWith("auth: {api_keys: {keys_file: k.yaml, header: \"X Key\"}}   #!"), `is not a header name`},
+		{"jwt without keys", routeWith("auth: {jwt: {audience: sluice}}   #!"), `needs exactly one of jwks_file, key_file and secret (has 0)`},
+		{"jwt two key sources", routeWith("auth: {jwt: {jwks_file: a.json, key_file: b.pem}}   #!"), `(has 2)`},
+		{"jwt short secret", routeWith("auth: {jwt: {secret: tooshort}}   #!"), `at least 32 bytes`},
+		{"jwt alg none", routeWith("auth: {jwt: {jwks_file: a.json, algorithms: [none]}}   #!"), `unsigned tokens (none) are never accepted`},
+		{"jwt HMAC with public keys", routeWith("auth: {jwt: {jwks_file: a.json, algorithms: [HS256]}}   #!"), `algorithm confusion`},
+		{"jwt RS256 with a secret", routeWith("auth: {jwt: {secret: 0123456789abcdef0123456789abcdef, algorithms: [RS256]}}   #!"), `needs a public key`},
+		{"jwt unknown algorithm", routeWith("auth: {jwt: {jwks_file: a.json, algorithms: [XX256]}}   #!"), `unknown algorithm "XX256"`},
+		{"jwt leeway too long", routeWith("auth: {jwt: {jwks_file: a.json, leeway: 1h}}   #!"), `must be 0 to 5m0s`},
+		{"jwt empty required claim", routeWith("auth:\n      jwt:\n        jwks_file: a.json\n        require: {scope: \"\"}   #!"), `needs a claim name and the value`},
+		{"auth unknown key", routeWith("auth: {api_key: {keys_file: k.yaml}}   #!"), `unknown key "api_key"`},
+		{"disabled auth with a method", routeWith("auth: {disabled: true, api_keys: {keys_file: k.yaml}}   #!"), `takes no api_keys or jwt`},
+		{"server auth checked", "server:\n  auth: {jwt: {secret: short}}   #!\n" + minimalConfig, `at least 32 bytes`},
+		{"api_key key source without api_keys", routeWith("rate_limit: {key: api_key, rate: 1/s}   #!"), `needs auth with api_keys`},
+		{"jwt claim key source without jwt", routeWith("split:\n      sticky: jwt:sub   #!\n      variants: [{name: a, pool: p1, weight: 1}]"), `needs auth with jwt`},
+		{"cache varies on a stripped credential", routeWith("auth: {api_keys: {keys_file: k.yaml}}\n    cache:\n      vary: [header:X-API-Key]   #!"), `is a credential`},
+		{"bad route tag", routeWith("tags: [\"a b\"]   #!"), `tag "a b" must be`},
+		{"cors without origins", routeWith("cors: {methods: [POST]}   #!"), `is required: the origins allowed`},
+		{"cors origin with a path", routeWith("cors:\n      origins: [https://app.example/page]   #!"), `is not an origin`},
+		{"cors origin without scheme", routeWith("cors:\n      origins: [app.example]   #!"), `is not an origin`},
+		{"cors wildcard with credentials", routeWith("cors:\n      credentials: true\n      origins: [\"*\"]   #!"), `cannot go with credentials`},
+		{"cors bad header", routeWith("cors:\n      origins: [https://a.example]\n      headers: [\"X Bad\"]   #!"), `is not a header name`},
+		{"audit without file", "server:\n  audit: {sample_allowed: 0.1}   #!\n" + minimalConfig, `is required: a path, or stdout`},
+		{"audit sample above 1", "server:\n  audit: {file: stdout, sample_allowed: 2}   #!\n" + minimalConfig, `must be 0 to 1`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -974,13 +1002,16 @@ func TestParseKeySource(t *testing.T) {
 		{"json:user.id", KeySource{Kind: KeyJSON, Path: []string{"user", "id"}}},
 		{"client_ip", KeySource{Kind: KeyClientIP}},
 		{"path", KeySource{Kind: KeyPath}},
+		{"api_key", KeySource{Kind: KeyAPIKey}},
+		{"jwt:sub", KeySource{Kind: KeyJWTClaim, Path: []string{"sub"}}},
+		{"jwt:org.id", KeySource{Kind: KeyJWTClaim, Path: []string{"org", "id"}}},
 	} {
 		got, err := ParseKeySource(tc.in)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "header", "client_ip:x", "body:x", "header:bad name", "json:.a"} {
+	for _, bad := range []string{"", "header", "client_ip:x", "body:x", "header:bad name", "json:.a", "api_key:x", "jwt", "jwt:"} {
 		if _, err := ParseKeySource(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -1430,5 +1461,48 @@ func TestParseProblemsDoNotNameGoTypes(t *testing.T) {
 				t.Errorf("line %d: message %q contains %q", p.Line, p.Msg, jargon)
 			}
 		}
+	}
+}
+
+// A route's auth replaces the server's as a whole; disabled makes the
+// route public; blocks left short take the documented defaults.
+func TestAuthDefaultsAndInheritance(t *testing.T) {
+	cfg := mustParse(t, `
+server:
+  auth: {api_keys: {keys_file: keys.yaml}}
+pools: {p1: {backends: [127.0.0.1:9101]}}
+routes:
+  - {name: inherits, pool: p1}
+  - {name: own, pool: p1, auth: {jwt: {jwks_file: jwks.json}}}
+  - {name: hmac, pool: p1, auth: {jwt: {secret: 0123456789abcdef0123456789abcdef}}}
+  - {name: public, pool: p1, auth: {disabled: true}}
+  - {name: browser, pool: p1, cors: {origins: ["https://app.example"], methods: [post]}}
+`)
+	r := func(name string) *Route {
+		for _, rc := range cfg.Routes {
+			if rc.Name == name {
+				return rc
+			}
+		}
+		t.Fatalf("no route %s", name)
+		return nil
+	}
+	if a := cfg.AuthFor(r("inherits")); a == nil || a.APIKeys == nil || a.APIKeys.Header != DefaultAPIKeyHeader {
+		t.Errorf("inherits: %+v, want the server's api_keys with header %s", a, DefaultAPIKeyHeader)
+	}
+	if a := cfg.AuthFor(r("own")); a == nil || a.APIKeys != nil || a.JWT == nil {
+		t.Errorf("own: %+v, want its jwt block alone", a)
+	} else if j := a.JWT; j.Leeway.D() != DefaultJWTLeeway || !slices.Equal(j.Algorithms, []string{"RS256", "ES256"}) {
+		t.Errorf("jwt defaults: leeway %v algorithms %v", j.Leeway.D(), j.Algorithms)
+	}
+	if a := cfg.AuthFor(r("hmac")); !slices.Equal(a.JWT.Algorithms, []string{"HS256"}) {
+		t.Errorf("a secret's algorithms: %v, want [HS256]", a.JWT.Algorithms)
+	}
+	if a := cfg.AuthFor(r("public")); a != nil {
+		t.Errorf("public: %+v, want none", a)
+	}
+	c := r("browser").CORS
+	if !slices.Equal(c.Methods, []string{"POST"}) || c.MaxAge.D() != DefaultCORSMaxAge || !slices.Equal(c.ExposeHeaders, []string{"X-Request-Id", "X-Sluice-Variant"}) {
+		t.Errorf("cors defaults: %+v", c)
 	}
 }

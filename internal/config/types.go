@@ -77,6 +77,16 @@ type Server struct {
 	// DrainTimeout bounds the graceful stop on SIGTERM/SIGINT: in-flight
 	// requests get this long to finish. Default 15s.
 	DrainTimeout Duration `yaml:"drain_timeout" json:"drain_timeout"`
+	// Auth is the default auth of routes that have no auth block. Zero:
+	// routes are public unless they say otherwise.
+	Auth *Auth `yaml:"auth" json:"auth,omitempty"`
+	// Audit logs auth decisions as JSON lines. Zero: no audit log.
+	Audit *Audit `yaml:"audit" json:"audit,omitempty"`
+	// SecurityHeaders adds X-Content-Type-Options: nosniff and
+	// X-Frame-Options: DENY to every answer, and on a TLS listener
+	// Strict-Transport-Security (one year), unless the backend set them.
+	// Default false.
+	SecurityHeaders bool `yaml:"security_headers" json:"security_headers,omitempty"`
 }
 
 // TLS names the certificate and key files (PEM).
@@ -298,6 +308,16 @@ type Route struct {
 	// keyed by its own key source; every entry applies. A single entry
 	// may be written without the list. Zero: no rate limit.
 	RateLimit RateLimits `yaml:"rate_limit" json:"rate_limit,omitempty"`
+	// Auth says who may call the route; it replaces server.auth as a
+	// whole. Zero: server.auth, or public without one.
+	Auth *Auth `yaml:"auth" json:"auth,omitempty"`
+	// CORS answers browsers' cross-origin preflights and marks answers
+	// for allowed origins. Zero: no CORS headers; preflights are
+	// forwarded like other requests.
+	CORS *CORS `yaml:"cors" json:"cors,omitempty"`
+	// Tags group routes for API keys: a key listing a tag may call every
+	// route that has it. Zero: none.
+	Tags []string `yaml:"tags" json:"tags,omitempty"`
 }
 
 // Cache is a route's response cache (SPEC section 2). A request is keyed
@@ -335,8 +355,8 @@ type RateLimits []*RateLimit
 // is not limited by the entry, as with nginx's limit_req_zone.
 type RateLimit struct {
 	// Key is the key source whose values get a bucket each: header:NAME,
-	// cookie:NAME, query:NAME, json:dotted.path, client_ip or path.
-	// Default client_ip.
+	// cookie:NAME, query:NAME, json:dotted.path, client_ip, path, or on a
+	// route with auth api_key and jwt:CLAIM. Default client_ip.
 	Key string `yaml:"key" json:"key"`
 	// Rate refills each bucket: "100/s", "600/m", "1000/h". Required.
 	Rate Rate `yaml:"rate" json:"rate"`

@@ -31,6 +31,7 @@ func applyDefaults(c *Config) {
 	setDefault(&s.MaxBody, DefaultMaxBody)
 	setDefault(&s.DrainTimeout, Duration(DefaultDrainTimeout))
 	setDefault(&c.Admin.Listen, DefaultAdminListen)
+	applyAuthDefaults(s.Auth)
 	if c.Redis != nil {
 		setDefault(&c.Redis.Timeout, Duration(DefaultRedisTimeout))
 	}
@@ -76,6 +77,8 @@ func applyDefaults(c *Config) {
 			continue
 		}
 		setDefault(&r.MaxBody, s.MaxBody)
+		applyAuthDefaults(r.Auth)
+		applyCORSDefaults(r.CORS)
 		if r.Split != nil {
 			setDefault(&r.Split.Salt, r.Name)
 		}
@@ -228,6 +231,12 @@ func validateServer(ck *checker, c *Config) {
 		if _, err := parsePrefix(p); err != nil {
 			ck.add(at("server", "trusted_proxies", i), "%q is neither an IP address nor a CIDR range", p)
 		}
+	}
+	if s.Auth != nil {
+		validateAuth(ck, s.Auth, func(rest ...any) []any { return append(at("server", "auth"), rest...) })
+	}
+	if s.Audit != nil {
+		validateAudit(ck, s.Audit, func(rest ...any) []any { return append(at("server", "audit"), rest...) })
 	}
 }
 
@@ -403,6 +412,18 @@ func validateRoutes(ck *checker, c *Config) {
 		for j, rl := range r.RateLimit {
 			validateRateLimit(ck, c, rl, func(rest ...any) []any { return path(append([]any{"rate_limit", j}, rest...)...) })
 		}
+		if r.Auth != nil {
+			validateAuth(ck, r.Auth, func(rest ...any) []any { return path(append([]any{"auth"}, rest...)...) })
+		}
+		if r.CORS != nil {
+			validateCORS(ck, r.CORS, func(rest ...any) []any { return path(append([]any{"cors"}, rest...)...) })
+		}
+		for j, tag := range r.Tags {
+			if !nameRE.MatchString(tag) {
+				ck.add(path("tags", j), "tag %q must be letters, digits, '.', '_' or '-' (at most 63)", tag)
+			}
+		}
+		validateIdentityKeys(ck, c, r, path)
 		m := r.Match
 		if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
 			ck.add(path("match", "path_prefix"), "%q must start with /", m.PathPrefix)
