@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/proxy"
@@ -40,6 +41,8 @@ type Gateway interface {
 	Caches() *cache.Registry
 	// Rollouts is the progressive delivery state of the canary routes.
 	Rollouts() *rollout.Registry
+	// Auth is the keys and JWT files the routes' auth reads.
+	Auth() *auth.Store
 }
 
 // LoadError describes a rejected config file.
@@ -91,6 +94,7 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 	api.HandleFunc("POST /admin/experiments/{route}/outcomes", func(w http.ResponseWriter, r *http.Request) { recordOutcomes(w, r, g) })
 	api.HandleFunc("GET /admin/shadow", func(w http.ResponseWriter, r *http.Request) { showShadow(w, r, g.Shadows()) })
 	api.HandleFunc("POST /admin/shadow/reset", func(w http.ResponseWriter, r *http.Request) { resetShadow(w, r, g.Shadows()) })
+	api.HandleFunc("GET /admin/auth", func(w http.ResponseWriter, _ *http.Request) { showAuth(w, g.Snapshot(), g.Auth()) })
 	api.HandleFunc("GET /admin/rollouts", func(w http.ResponseWriter, _ *http.Request) { showRollouts(w, g.Rollouts()) })
 	api.HandleFunc("POST /admin/rollouts/{route}/{action}", func(w http.ResponseWriter, r *http.Request) { actOnRollout(w, r, g.Rollouts()) })
 	mux.Handle("/admin/", requireToken(opts.Token, api))

@@ -21,6 +21,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/sluice-gw/sluice/internal/admin"
+	"github.com/sluice-gw/sluice/internal/audit"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -90,6 +92,10 @@ type Gateway struct {
 	// stopPusher ends the experiments' pusher; pusherDone closes when it has.
 	stopPusher context.CancelFunc
 	pusherDone chan struct{}
+	// auth keeps the keys and JWT files, watched; audit is the audit log
+	// of the snapshot serving now (nil without one). Guarded by reloadMu.
+	auth  *auth.Store
+	audit *audit.Log
 }
 
 // New loads and validates the config at path. It starts nothing; call Start.
@@ -99,6 +105,9 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	if err := openableRecords(loaded.Config); err != nil {
+		return nil, err
+	}
+	if err := checkAuthFiles(loaded.Config); err != nil {
 		return nil, err
 	}
 	if err := rollout.CheckDir(loaded.Config.StateDir); err != nil {
@@ -135,6 +144,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	g.metrics.WatchRollouts(phases, g.rolloutStates)
 	g.rollouts.OnEvent(func(ev rollout.Event) { g.metrics.RolloutTransition(ev.Route, ev.Kind) })
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
+	g.auth = auth.NewStore(log, g.metrics.AuthFileLoaded)
 	return g, nil
 }
 
@@ -298,6 +308,10 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	defer adminCancel()
 	_ = g.adminServer.Shutdown(adminCtx)
 	g.stopExperimentsPusher()
+	g.auth.Close()
+	if g.audit != nil {
+		g.audit.Close()
+	}
 	return err
 }
 
@@ -397,10 +411,58 @@ func openableRecords(cfg *config.Config) error {
 	return nil
 }
 
+// checkAuthFiles reads and parses every keys and JWT key file the routes
+// use, and opens the audit log, so that a config naming one that is
+// missing or broken is refused whole instead of refusing every request.
+func checkAuthFiles(cfg *config.Config) error {
+	seen := map[*config.Auth]bool{}
+	for _, r := range cfg.Routes {
+		a := cfg.AuthFor(r)
+		if a == nil || seen[a] {
+			continue
+		}
+		seen[a] = true
+		if err := auth.Check(a); err != nil {
+			return fmt.Errorf("routes %s: auth.%w", r.Name, err)
+		}
+	}
+	if a := cfg.Server.Audit; a != nil && a.File != audit.Stdout {
+		f, err := os.OpenFile(a.File, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("server.audit.file: %w", err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
 // deps are the long-lived parts a snapshot is compiled against.
 func (g *Gateway) deps() proxy.Deps {
-	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows, Limits: g.limits, Cache: g.caches, Rollouts: g.rollouts}
+	return proxy.Deps{Registry: g.registry, Metrics: g.metrics, Members: g.workers.Backends, Experiments: g.exps, Shadows: g.shadows,
+		Limits: g.limits, Cache: g.caches, Rollouts: g.rollouts, Auth: g.auth, Audit: g.audit}
 }
+
+// useAudit opens the audit log a config asks for, keeping the open one
+// when nothing about it changed. It returns the log to close once the
+// previous snapshot is idle (nil when none). Called with reloadMu held.
+func (g *Gateway) useAudit(cfg *config.Audit) (retired *audit.Log) {
+	cur := g.audit
+	if cur != nil && cfg != nil && cur.Target == cfg.File && cur.Sample() == cfg.SampleAllowed {
+		return nil
+	}
+	g.audit = nil
+	if cfg != nil {
+		l, err := audit.Open(cfg.File, cfg.SampleAllowed, g.metrics.AuditDropped)
+		if err != nil { // checked before applying; the disk may have changed since
+			g.log.Error("audit log not written", "err", err)
+		}
+		g.audit = l
+	}
+	return cur
+}
+
+// Auth is the keys and JWT files the routes' auth reads.
+func (g *Gateway) Auth() *auth.Store { return g.auth }
 
 // maxStopTimeout is the longest stop_timeout of any spawned pool.
 func (g *Gateway) maxStopTimeout() time.Duration {

@@ -22,6 +22,12 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 
+	if trigger == "signal" && g.audit != nil {
+		// SIGHUP after logrotate moved the audit log: start a new file.
+		if err := g.audit.Reopen(); err != nil {
+			g.log.Error("audit log not reopened; still writing the old file", "err", err)
+		}
+	}
 	current := g.proxy.Snapshot()
 	data, err := os.ReadFile(g.path)
 	if err != nil {
@@ -56,6 +62,9 @@ func (g *Gateway) Reload(trigger string) (uint64, error) {
 	if err := openableRecords(cfg); err != nil {
 		return current.Generation, g.reject(trigger, sum, err)
 	}
+	if err := checkAuthFiles(cfg); err != nil {
+		return current.Generation, g.reject(trigger, sum, err)
+	}
 	if err := rollout.CheckDir(cfg.StateDir); err != nil {
 		return current.Generation, g.reject(trigger, sum, err)
 	}
@@ -78,10 +87,17 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 		warnVolatileRollouts(g.log, loaded.Config)
 	}
 	g.workers.Reconcile(loaded.Config)
+	oldAudit := g.useAudit(loaded.Config.Server.Audit)
 	next := proxy.Compile(loaded, g.generation, g.deps())
 	forgetUnchecked(next)
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
+		if oldAudit != nil {
+			go func() {
+				<-prev.Idle()
+				oldAudit.Close()
+			}()
+		}
 		g.purgeChangedPools(prev.Config, next.Config)
 	}
 	g.healthChecks(next)

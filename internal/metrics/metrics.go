@@ -55,6 +55,9 @@ type Metrics struct {
 	redis            *redisCollector
 	rollouts         *rolloutCollector
 	rolloutEvents    *prometheus.CounterVec
+	authDecisions    *prometheus.CounterVec
+	authFiles        *prometheus.CounterVec
+	auditDropped     prometheus.Counter
 }
 
 // Latency buckets from 0.5 ms to 10 s: a gateway hop is sub-millisecond,
@@ -142,6 +145,18 @@ func New() *Metrics {
 			Name: "sluice_rollout_transitions_total",
 			Help: "Rollout transitions this replica made, by route and event (started, step, waiting, paused, resumed, restarted, promoted, rolled_back).",
 		}, []string{"route", "event"}),
+		authDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_auth_decisions_total",
+			Help: "Auth decisions on requests of routes with auth, by route and decision (allowed, unauthorized: no or bad credential, forbidden: valid but not allowed here).",
+		}, []string{"route", "decision"}),
+		authFiles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_auth_file_reloads_total",
+			Help: "Loads of keys and JWKS files, by result (success, or failure: the file did not parse and the keys it had stay).",
+		}, []string{"result"}),
+		auditDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_audit_dropped_total",
+			Help: "Audit log lines dropped because the writer fell behind or the file could not be written.",
+		}),
 		backends: &backendCollector{
 			up: prometheus.NewDesc("sluice_backend_up",
 				"1 when the backend may take traffic: not down, passing its health checks, not ejected, breaker not open.",
@@ -152,13 +167,49 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.requests, m.requestDuration, m.inFlight, m.upstreamRequests, m.upstreamDuration,
 		m.reloads, m.generation, m.lastReloadOK, m.spawnRestarts, m.shadowRequests, m.shadowDelta, m.shadowFields, m.rateLimits, m.cacheRequests, m.caches, m.backends, m.redis, m.rollouts, m.rolloutEvents,
+		m.authDecisions, m.authFiles, m.auditDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Both results exist from the start, so a rate() over them works
 	// before the first failure.
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
+	m.authFiles.WithLabelValues("success")
+	m.authFiles.WithLabelValues("failure")
 	return m
 }
+
+// Auth decisions, the values of the decision label.
+const (
+	AuthAllowed      = "allowed"
+	AuthUnauthorized = "unauthorized"
+	AuthForbidden    = "forbidden"
+)
+
+// AuthSeries are a route's auth decision counters.
+type AuthSeries struct {
+	Allowed, Unauthorized, Forbidden prometheus.Counter
+}
+
+// Auth returns the auth decision counters of a route.
+func (m *Metrics) Auth(route string) *AuthSeries {
+	return &AuthSeries{
+		Allowed:      m.authDecisions.WithLabelValues(route, AuthAllowed),
+		Unauthorized: m.authDecisions.WithLabelValues(route, AuthUnauthorized),
+		Forbidden:    m.authDecisions.WithLabelValues(route, AuthForbidden),
+	}
+}
+
+// AuthFileLoaded counts a keys or JWKS file load.
+func (m *Metrics) AuthFileLoaded(ok bool) {
+	if ok {
+		m.authFiles.WithLabelValues("success").Inc()
+	} else {
+		m.authFiles.WithLabelValues("failure").Inc()
+	}
+}
+
+// AuditDropped counts an audit line that was not written.
+func (m *Metrics) AuditDropped() { m.auditDropped.Inc() }
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -46,7 +47,10 @@ routes:
 	}
 	m := metrics.New()
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	store := auth.NewStore(slog.New(slog.NewTextHandler(io.Discard, nil)), func(bool) {})
+	tb.Cleanup(store.Close)
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
+		Auth:     store,
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
 		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}), Cache: cache.NewRegistry(&redisconn.Conn{}),
 		Rollouts: rollout.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil))),

@@ -6,6 +6,7 @@ import (
 	"github.com/buger/jsonparser"
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/config"
 )
 
@@ -42,6 +43,20 @@ func (k keyReader) read(ctx *fasthttp.RequestCtx, trusted []netip.Prefix, scratc
 		return client.AppendTo(scratch[:0])
 	case config.KeyPath:
 		return ctx.Path()
+	case config.KeyAPIKey:
+		if id := identityOf(ctx); id != nil && id.Kind == auth.KindAPIKey {
+			return append(scratch[:0], id.Name...)
+		}
+	case config.KeyJWTClaim:
+		id := identityOf(ctx)
+		if id == nil || id.Kind != auth.KindJWT {
+			return nil
+		}
+		v, typ, _, err := jsonparser.Get(id.Claims, k.src.Path...)
+		if err != nil || typ == jsonparser.Null || typ == jsonparser.Object || typ == jsonparser.Array {
+			return nil
+		}
+		return v
 	}
 	return nil
 }

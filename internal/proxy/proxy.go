@@ -116,7 +116,25 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		p.refuse(ctx, FailTooManyHeaders, id)
 		return
 	}
-	i := routing.Match(snap.matchers, ctx.Method(), ctx.Host(), ctx.Path(), &ctx.Request.Header)
+	if snap.securityHeaders {
+		defer addSecurityHeaders(ctx)
+	}
+	// A CORS preflight is routed by the method it asks about; the route's
+	// cors block answers it, before auth (browsers send no credentials
+	// with a preflight). Without one it is forwarded as any OPTIONS.
+	method, preflight := ctx.Method(), isPreflight(&ctx.Request.Header)
+	if preflight {
+		method = ctx.Request.Header.PeekBytes(keyRequestMethod)
+	}
+	i := routing.Match(snap.matchers, method, ctx.Host(), ctx.Path(), &ctx.Request.Header)
+	if preflight {
+		if i >= 0 && snap.Routes[i].cors != nil {
+			snap.Routes[i].cors.preflight(ctx, id)
+			snap.Routes[i].refused.Count(fasthttp.StatusNoContent)
+			return
+		}
+		i = routing.Match(snap.matchers, ctx.Method(), ctx.Host(), ctx.Path(), &ctx.Request.Header)
+	}
 	if i < 0 {
 		p.refuse(ctx, FailNoRoute, id)
 		return
@@ -124,6 +142,15 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	route := snap.Routes[i]
 	route.inFlight.Inc()
 	defer route.inFlight.Dec()
+	if route.cors != nil {
+		defer route.cors.decorate(ctx)
+	}
+	var who verdict
+	if route.auth != nil {
+		if who = p.authenticate(ctx, snap, route, id, start); who.fail.Status != 0 {
+			return
+		}
+	}
 
 	var status int
 	var scratch [128]byte
@@ -143,6 +170,18 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 			status = FailRateLimited.Status
 			break
 		}
+		if who.limiter != nil {
+			if verdict := who.limiter.Take(0, start); !verdict.Allowed {
+				writeRateLimited(ctx, &rateLimit{burst: who.key.Burst}, verdict.Wait, id)
+				status = FailRateLimited.Status
+				break
+			}
+		}
+		if route.auth != nil {
+			route.auth.forwardIdentity(&ctx.Request, who.who)
+		} else {
+			ctx.Request.Header.DelBytes(keyIdentity) // never the client's word
+		}
 		if route.cache != nil {
 			served, status, forwarded = p.cached(ctx, snap, route, v, id, start, scratch[:0])
 			break
@@ -151,6 +190,10 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		forwarded = true
 	}
 	elapsed := time.Since(start)
+	if route.auth != nil && snap.audit != nil && snap.audit.SampleAllowed() {
+		// An admitted request's line says what it was answered.
+		snap.audit.Write(auditEntry(ctx, route.Name, who, status, id, p.clientIP(ctx, snap)))
+	}
 	served.series.Count(status)
 	served.series.Duration.Observe(elapsed.Seconds())
 	if forwarded {
@@ -164,6 +207,32 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 			route.canary.rollout.Record(v.index == canaryCandidate, elapsed, failed)
 		}
 	}
+}
+
+// authenticate checks a request against the route's auth, answers it
+// when refused, and records the decision (metrics, audit log). An
+// admitted request carries its identity as a user value, for the api_key
+// and jwt:CLAIM key sources.
+func (p *Proxy) authenticate(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, id []byte, now time.Time) verdict {
+	a := route.auth
+	who := a.check(ctx, now)
+	if who.fail.Status != 0 {
+		a.refuse(ctx, who, id)
+		route.refused.Count(who.fail.Status)
+		route.refused.Duration.Observe(time.Since(now).Seconds())
+		if snap.audit != nil {
+			snap.audit.Write(auditEntry(ctx, route.Name, who, who.fail.Status, id, p.clientIP(ctx, snap)))
+		}
+		return who
+	}
+	ctx.SetUserValue(identityKey{}, who.who)
+	a.decisions.Allowed.Inc()
+	return who
+}
+
+// clientIP is the client's address as X-Real-IP says it, for the audit log.
+func (p *Proxy) clientIP(ctx *fasthttp.RequestCtx, snap *Snapshot) string {
+	return clientAddr(peerAddr(ctx), ctx.Request.Header.Peek(headerForwardedFor), snap.trusted).String()
 }
 
 // refuse answers a request that reached no route.

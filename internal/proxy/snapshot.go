@@ -11,6 +11,8 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluice-gw/sluice/internal/audit"
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -39,6 +41,9 @@ type Snapshot struct {
 	maxHeaders     int
 	defaultMaxBody int
 	maxBodyAny     int // the largest limit of any route
+	// securityHeaders adds nosniff, DENY framing and, over TLS, HSTS.
+	securityHeaders bool
+	audit           *audit.Log // nil without an audit block
 
 	lease    *backend.Lease
 	inFlight atomic.Int64
@@ -63,6 +68,11 @@ type Route struct {
 	fallback    *Variant // the spare pool; nil when the route has none
 	limits      routeLimits
 	cache       *routeCache // nil unless the route caches
+	auth        *routeAuth  // nil for a public route
+	cors        *corsPolicy // nil without a cors block
+	// refused counts the requests the route answered before choosing a
+	// variant (auth refusals, CORS preflights), under variant "none".
+	refused *metrics.RouteSeries
 	// Experiment is the split route's experiment; nil for other routes.
 	Experiment *experiments.Experiment
 }
@@ -204,6 +214,9 @@ type Deps struct {
 	Limits      *limits.Registry
 	Cache       *cache.Registry
 	Rollouts    *rollout.Registry
+	Auth        *auth.Store
+	// Audit is the audit log the snapshot writes to; nil for none.
+	Audit *audit.Log
 }
 
 // Compile builds a snapshot from a validated config, leasing its backends
@@ -223,6 +236,9 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 		defaultMaxBody: int(cfg.Server.MaxBody),
 		lease:          reg.Lease(),
 		idle:           make(chan struct{}),
+
+		securityHeaders: cfg.Server.SecurityHeaders,
+		audit:           deps.Audit,
 	}
 	for name, pc := range cfg.Pools {
 		backends := deps.Members(name, pc)
@@ -248,6 +264,7 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 	}
 	splits, shadowed := map[string]bool{}, map[string]bool{}
 	cached, canaries := map[string]bool{}, map[string]bool{}
+	var authFiles []any
 	limited := &limitsInUse{limiters: map[limits.Limiter]bool{}, counters: map[*limits.Concurrency]bool{}}
 	for _, rc := range cfg.Routes {
 		match := rc.Match
@@ -261,6 +278,12 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 			retries:     compileRetries(rc.Retries),
 			limits:      compileLimits(rc, deps.Limits, m, limited),
 			cache:       compileCache(rc, deps.Cache, m),
+			auth:        compileAuth(cfg, rc, deps.Auth, m),
+			cors:        compileCORS(rc.CORS),
+			refused:     m.Route(rc.Name, metrics.NoRoute),
+		}
+		if r.auth != nil {
+			authFiles = append(authFiles, r.auth.handles()...)
 		}
 		cached[rc.Name] = r.cache != nil
 		variant := func(name, pool string) *Variant {
@@ -302,6 +325,9 @@ func Compile(loaded *config.Loaded, gen uint64, deps Deps) *Snapshot {
 	deps.Limits.Retain(limited.limiters, limited.counters)
 	deps.Cache.Retain(cached)
 	deps.Rollouts.Retain(canaries)
+	if deps.Auth != nil {
+		deps.Auth.Retain(authFiles)
+	}
 	s.maxBodyAny = s.defaultMaxBody
 	for _, r := range s.Routes {
 		s.maxBodyAny = max(s.maxBodyAny, r.maxBody)
