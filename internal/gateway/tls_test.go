@@ -63,7 +63,7 @@ func TestTLSTermination(t *testing.T) {
 	cert, key := writeSelfSigned(t, t.TempDir())
 	g := startGateway(t, strings.Replace(onePool([]string{testutil.Backend(t, rec.handle)}, ""),
 		`server: {listen: "127.0.0.1:0"}`,
-		`server: {listen: "127.0.0.1:0", tls: {cert: "`+cert+`", key: "`+key+`"}}`, 1))
+		`server: {listen: "127.0.0.1:0", security_headers: true, tls: {cert: "`+cert+`", key: "`+key+`"}}`, 1))
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // the test's own self-signed certificate
@@ -76,6 +76,11 @@ func TestTLSTermination(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "ok" || resp.TLS == nil {
 		t.Fatalf("over TLS: %d %q (tls %v)", resp.StatusCode, body, resp.TLS != nil)
+	}
+	// security_headers: HSTS is sent over TLS (and only there, see
+	// TestCORSPreflight).
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
+		t.Errorf("Strict-Transport-Security = %q over TLS with security_headers, want max-age=31536000", got)
 	}
 	if h, _ := rec.last(); h.Get("X-Forwarded-Proto") != "https" {
 		t.Fatalf("X-Forwarded-Proto = %q behind TLS, want https", h.Get("X-Forwarded-Proto"))

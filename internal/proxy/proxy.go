@@ -70,6 +70,9 @@ func (p *Proxy) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	f := clientFailure(err)
 	var idBuf [36]byte
 	writeFailure(ctx, f, newRequestID(&idBuf))
+	if snap := p.snap.Load(); snap != nil && snap.securityHeaders {
+		addSecurityHeaders(ctx)
+	}
 	p.noRoute.Count(f.Status)
 	p.log.Debug("request refused", "status", f.Status, "remote", ctx.RemoteAddr().String(), "err", err)
 }
@@ -80,6 +83,9 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	snap := p.snap.Load()
 	snap.enter()
 	defer snap.leave()
+	if snap.securityHeaders {
+		defer addSecurityHeaders(ctx)
+	}
 
 	// The id is copied out of the header buffer, which the rewrites below
 	// may move.
@@ -115,9 +121,6 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 	if ctx.Request.Header.Len() > snap.maxHeaders {
 		p.refuse(ctx, FailTooManyHeaders, id)
 		return
-	}
-	if snap.securityHeaders {
-		defer addSecurityHeaders(ctx)
 	}
 	// A CORS preflight is routed by the method it asks about; the route's
 	// cors block answers it, before auth (browsers send no credentials
