@@ -157,6 +157,7 @@ pools:
 routes:
   - name: keys
     match: {path_prefix: /keys}
+    strip_prefix: /keys
     pool: p
     tags: [api]
     auth: {api_keys: {keys_file: %q}}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/sluice-gw/sluice/internal/audit"
 	"github.com/sluice-gw/sluice/internal/metrics"
 	"github.com/sluice-gw/sluice/internal/routing"
 )
@@ -149,9 +150,14 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		defer route.cors.decorate(ctx)
 	}
 	var who verdict
+	var audited audit.Entry // an admitted request's audit line, when sampled
 	if route.auth != nil {
 		if who = p.authenticate(ctx, snap, route, id, start); who.fail.Status != 0 {
 			return
+		}
+		if snap.audit != nil && snap.audit.SampleAllowed() {
+			// Taken now, before strip_prefix rewrites the path.
+			audited = auditEntry(ctx, route.Name, who, 0, id, p.clientIP(ctx, snap))
 		}
 	}
 
@@ -193,9 +199,9 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		forwarded = true
 	}
 	elapsed := time.Since(start)
-	if route.auth != nil && snap.audit != nil && snap.audit.SampleAllowed() {
-		// An admitted request's line says what it was answered.
-		snap.audit.Write(auditEntry(ctx, route.Name, who, status, id, p.clientIP(ctx, snap)))
+	if audited.Route != "" {
+		audited.Status = status // what the admitted request was answered
+		snap.audit.Write(audited)
 	}
 	served.series.Count(status)
 	served.series.Duration.Observe(elapsed.Seconds())
