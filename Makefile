@@ -24,7 +24,7 @@ run: build
 # and Prometheus (the alert rules and a real scrape): installed from Debian
 # packages if missing.
 test: vet
-	@scripts/deps.sh cc=gcc redis-server=redis-server nginx=nginx promtool=prometheus prometheus=prometheus
+	@scripts/deps.sh cc=gcc redis-server=redis-server nginx=nginx promtool=prometheus prometheus=prometheus chromium=chromium
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 	# Allocation budgets, which the race detector would distort.
 	$(GO) test -count=1 -run 'DoesNotAllocate' ./internal/proxy

@@ -7,8 +7,10 @@ package admin
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -58,6 +60,9 @@ type Options struct {
 	// Token returns the bearer token /admin/* requires now ("" for none);
 	// it is read per request so that a reload can rotate it.
 	Token func() string
+	// Console serves the operator console under /ui/, behind the same
+	// token (nil: no console).
+	Console http.Handler
 }
 
 // Handler builds the admin mux.
@@ -97,7 +102,10 @@ func Handler(g Gateway, metrics http.Handler, opts Options) http.Handler {
 	api.HandleFunc("GET /admin/auth", func(w http.ResponseWriter, _ *http.Request) { showAuth(w, g.Snapshot(), g.Auth()) })
 	api.HandleFunc("GET /admin/rollouts", func(w http.ResponseWriter, _ *http.Request) { showRollouts(w, g.Rollouts()) })
 	api.HandleFunc("POST /admin/rollouts/{route}/{action}", func(w http.ResponseWriter, r *http.Request) { actOnRollout(w, r, g.Rollouts()) })
-	mux.Handle("/admin/", requireToken(opts.Token, api))
+	mux.Handle("/admin/", requireToken(opts.Token, refuseAPI, api))
+	if opts.Console != nil {
+		mux.Handle("/ui/", consoleLogin(opts.Token, requireToken(opts.Token, refuseConsole, opts.Console)))
+	}
 
 	if opts.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -116,21 +124,145 @@ func readiness(s *proxy.Snapshot) []string {
 	return s.Ready()
 }
 
-// requireToken guards /admin/* with a bearer token when one is set.
-func requireToken(token func() string, next http.Handler) http.Handler {
+// TokenCookie carries the admin token for a browser, which cannot send a
+// bearer header when it follows a link. It is HttpOnly (no script reads
+// it) and SameSite=Strict (no other site's page sends it).
+const TokenCookie = "sluice_admin"
+
+// requireToken guards next with the admin token when one is set: a request
+// presents it as "Authorization: Bearer TOKEN" or in the TokenCookie;
+// refuse answers one that does not. A request that came with the cookie
+// alone and changes something must also come from a page of this
+// listener: SameSite keeps other sites out, but not a page on another
+// port of the same host (the gateway's client port serves backends'
+// pages), and a form on such a page would carry the cookie.
+func requireToken(token func() string, refuse http.HandlerFunc, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := token()
-		if want != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
-				writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
+		if want == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		switch {
+		case bearer && equalToken(got, want):
+			// A client that sends the header chose to: nothing to forge.
+		case cookieToken(r, want):
+			if r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
+				writeError(w, http.StatusForbidden, "cross_origin",
+					"a request authorized by the console cookie must come from the console's own pages")
 				return
 			}
+		default:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+			refuse(w, r)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// equalToken compares a presented token with the admin token in constant
+// time, so that the answer's timing does not tell how much of it matched.
+func equalToken(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// cookieToken reports whether r carries the admin token in TokenCookie.
+func cookieToken(r *http.Request, want string) bool {
+	c, err := r.Cookie(TokenCookie)
+	return err == nil && equalToken(c.Value, want)
+}
+
+// sameOrigin reports whether a browser sent r from a page of this
+// listener: Sec-Fetch-Site and Origin, when present, must say so (every
+// current browser sends Origin on a POST; a client that sends neither is
+// not a browser, and so not a forged form).
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
+
+// consoleLogin trades ?token=TOKEN on a console page for the token
+// cookie, then sends the browser (303) to the same page without the token
+// in its address, where it no longer shows in the history or a referrer.
+// A wrong token is refused and sets nothing. Without an admin token the
+// console is open and the parameter means nothing.
+func consoleLogin(token func() string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := token()
+		query := r.URL.Query()
+		if want == "" || r.Method != http.MethodGet || !query.Has("token") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !equalToken(query.Get("token"), want) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice-admin"`)
+			refuseConsole(w, r)
+			return
+		}
+		if !cookieSafe(want) {
+			writeError(w, http.StatusBadRequest, "token_not_cookie_safe",
+				"admin.token has characters a cookie cannot carry; send it as Authorization: Bearer")
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name: TokenCookie, Value: want, Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		})
+		query.Del("token")
+		back := url.URL{Path: r.URL.Path, RawQuery: query.Encode()}
+		http.Redirect(w, r, back.String(), http.StatusSeeOther)
+	})
+}
+
+// cookieSafe reports whether s can be a cookie value as it is (RFC 6265
+// section 4.1.1: printable ASCII but for space, '"', ',', ';' and '\\').
+func cookieSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '"' || c == ',' || c == ';' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// refuseAPI answers an /admin/* request without the token.
+func refuseAPI(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusUnauthorized, "unauthorized", "admin token missing or wrong")
+}
+
+// refuseConsole answers a console page without the token: a page that
+// says how to open the console, never the token.
+func refuseConsole(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = io.WriteString(w, consoleUnauthorized)
+}
+
+const consoleUnauthorized = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sluice · admin token required</title>
+<link rel="icon" href="data:,">
+</head>
+<body>
+<h1>Admin token required</h1>
+<p>This gateway has an <code>admin.token</code>. Open the console as <code>/ui/?token=TOKEN</code> once: the token is kept in a cookie for this browser session.</p>
+</body>
+</html>
+`
 
 func showConfig(w http.ResponseWriter, g Gateway) {
 	out := map[string]any{"last_error": g.LastError()}
@@ -143,7 +275,9 @@ func showConfig(w http.ResponseWriter, g Gateway) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-type backendView struct {
+// BackendView is one backend of a pool as GET /admin/pools shows it; the
+// console's pools table reads the same.
+type BackendView struct {
 	Addr   string `json:"addr"`
 	Weight int    `json:"weight"`
 	// Available: the backend may take traffic now (not down, healthy, not
@@ -170,21 +304,28 @@ type backendView struct {
 	Restarts   uint64 `json:"restarts"`
 }
 
-type poolView struct {
+// PoolView is one pool and its backends as GET /admin/pools shows it.
+type PoolView struct {
 	Name     string        `json:"name"`
 	Balance  string        `json:"balance"`
 	Spawned  bool          `json:"spawned"`
-	Backends []backendView `json:"backends"`
+	Backends []BackendView `json:"backends"`
 }
 
 func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
-	pools := []poolView{}
+	writeJSON(w, http.StatusOK, map[string]any{"pools": Pools(s)})
+}
+
+// Pools describes the snapshot's pools and the state of their backends
+// now, by pool name (empty, not nil, for a nil snapshot).
+func Pools(s *proxy.Snapshot) []PoolView {
+	pools := []PoolView{}
 	if s != nil {
 		for name, p := range s.Pools {
 			pc := s.Config.Pools[name]
-			v := poolView{Name: name, Balance: pc.Balance, Spawned: pc.Spawn != nil, Backends: []backendView{}}
+			v := PoolView{Name: name, Balance: pc.Balance, Spawned: pc.Spawn != nil, Backends: []BackendView{}}
 			for i, m := range p.Members {
-				b := backendView{
+				b := BackendView{
 					Addr: m.Addr, Weight: p.Weight(i), Available: p.Available(i), Healthy: m.Healthy(),
 					Breaker: m.Breaker().StateName(), BreakerOpenUntil: utcOrNil(m.Breaker().OpenUntil()),
 					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
@@ -198,7 +339,7 @@ func showPools(w http.ResponseWriter, s *proxy.Snapshot) {
 		}
 	}
 	sort.Slice(pools, func(i, j int) bool { return pools[i].Name < pools[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"pools": pools})
+	return pools
 }
 
 // utcOrNil is t in UTC, or nil (JSON null) for the zero time.

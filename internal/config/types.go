@@ -103,7 +103,9 @@ type Admin struct {
 	// Default "127.0.0.1:9901". Bound at start.
 	Listen string `yaml:"listen" json:"listen"`
 	// Token, when set, is required as "Authorization: Bearer TOKEN" on
-	// /admin/*. Zero: /admin/* is open to whoever reaches the admin address.
+	// /admin/* and the console under /ui/ (which also takes it from the
+	// cookie that /ui/?token=TOKEN sets). Zero: both are open to whoever
+	// reaches the admin address.
 	Token string `yaml:"token" json:"-"`
 	// Pprof exposes /debug/pprof/ on the admin listener. Default false.
 	Pprof bool `yaml:"pprof" json:"pprof"`

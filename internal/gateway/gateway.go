@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/console"
 	"github.com/sluice-gw/sluice/internal/experiments"
 	"github.com/sluice-gw/sluice/internal/health"
 	"github.com/sluice-gw/sluice/internal/limits"
@@ -96,6 +97,15 @@ type Gateway struct {
 	// of the snapshot serving now (nil without one). Guarded by reloadMu.
 	auth  *auth.Store
 	audit *audit.Log
+
+	// console is the operator console at /ui/; stopConsole ends its
+	// traffic sampler and consoleDone closes when it has.
+	console     *console.Console
+	stopConsole context.CancelFunc
+	consoleDone chan struct{}
+	// previous is the config applied before the one serving now (nil
+	// until a reload applies one), for the console's diff.
+	previous atomic.Pointer[console.AppliedConfig]
 }
 
 // New loads and validates the config at path. It starts nothing; call Start.
@@ -145,6 +155,7 @@ func New(path string, log *slog.Logger) (*Gateway, error) {
 	g.rollouts.OnEvent(func(ev rollout.Event) { g.metrics.RolloutTransition(ev.Route, ev.Kind) })
 	g.workers = spawn.New(log, os.Stderr, g.registry, g.metrics.SpawnRestart, g.membershipChanged)
 	g.auth = auth.NewStore(log, g.metrics.AuthFileLoaded)
+	g.console = console.New(g, g.metrics.Registry)
 	return g, nil
 }
 
@@ -185,8 +196,9 @@ func (g *Gateway) Start() error {
 	}
 	g.adminServer = &http.Server{
 		Handler: admin.Handler(g, g.metrics.Handler(), admin.Options{
-			Pprof: cfg.Admin.Pprof,
-			Token: func() string { return g.proxy.Snapshot().Config.Admin.Token },
+			Pprof:   cfg.Admin.Pprof,
+			Token:   func() string { return g.proxy.Snapshot().Config.Admin.Token },
+			Console: g.console,
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -204,6 +216,13 @@ func (g *Gateway) Start() error {
 		if err := g.adminServer.Serve(g.adminLn); !errors.Is(err, http.ErrServerClosed) {
 			g.serveErr <- err
 		}
+	}()
+
+	consoleCtx, stopConsole := context.WithCancel(context.Background())
+	g.stopConsole, g.consoleDone = stopConsole, make(chan struct{})
+	go func() {
+		defer close(g.consoleDone)
+		g.console.Run(consoleCtx)
 	}()
 
 	pushCtx, stopPusher := context.WithCancel(context.Background())
@@ -274,6 +293,8 @@ func (g *Gateway) Snapshot() *proxy.Snapshot { return g.proxy.Snapshot() }
 // error, if the timeout passed with requests still running.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopWatching()
+	g.stopConsole()
+	<-g.consoleDone
 	drain := g.proxy.Snapshot().Config.Server.DrainTimeout.D()
 	ctx, cancel := context.WithTimeout(ctx, drain)
 	defer cancel()
@@ -384,6 +405,10 @@ func (g *Gateway) Shadows() *shadow.Registry { return g.shadows }
 
 // Rollouts is the progressive delivery state of the canary routes.
 func (g *Gateway) Rollouts() *rollout.Registry { return g.rollouts }
+
+// PreviousConfig is the config applied before the one serving now; nil
+// when none was since the gateway started.
+func (g *Gateway) PreviousConfig() *console.AppliedConfig { return g.previous.Load() }
 
 // rolloutStates is the rollouts for the gauges.
 func (g *Gateway) rolloutStates() []metrics.RolloutState {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-gw/sluice/internal/admin"
 	"github.com/sluice-gw/sluice/internal/config"
+	"github.com/sluice-gw/sluice/internal/console"
 	"github.com/sluice-gw/sluice/internal/proxy"
 	"github.com/sluice-gw/sluice/internal/rollout"
 )
@@ -92,6 +93,8 @@ func (g *Gateway) apply(loaded *config.Loaded) {
 	forgetUnchecked(next)
 	if prev := g.proxy.Swap(next); prev != nil {
 		prev.Retire()
+		g.previous.Store(&console.AppliedConfig{Generation: prev.Generation, LoadedAt: prev.LoadedAt,
+			SHA256: prev.SHA256, Source: prev.Source})
 		if oldAudit != nil {
 			go func() {
 				<-prev.Idle()
