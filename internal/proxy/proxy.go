@@ -150,14 +150,15 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		defer route.cors.decorate(ctx)
 	}
 	var who verdict
-	var audited audit.Entry // an admitted request's audit line, when sampled
+	var audited *audit.Entry // an admitted request's audit line, when sampled
 	if route.auth != nil {
 		if who = p.authenticate(ctx, snap, route, id, start); who.fail.Status != 0 {
 			return
 		}
 		if snap.audit != nil && snap.audit.SampleAllowed() {
 			// Taken now, before strip_prefix rewrites the path.
-			audited = auditEntry(ctx, route.Name, who, 0, id, p.clientIP(ctx, snap))
+			e := auditEntry(ctx, route.Name, who, 0, id, p.clientIP(ctx, snap))
+			audited = &e
 		}
 	}
 
@@ -199,9 +200,9 @@ func (p *Proxy) Handle(ctx *fasthttp.RequestCtx) {
 		forwarded = true
 	}
 	elapsed := time.Since(start)
-	if audited.Route != "" {
+	if audited != nil {
 		audited.Status = status // what the admitted request was answered
-		snap.audit.Write(audited)
+		snap.audit.Write(*audited)
 	}
 	served.series.Count(status)
 	served.series.Duration.Observe(elapsed.Seconds())
