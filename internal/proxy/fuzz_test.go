@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/sluice-gw/sluice/internal/auth"
 	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/cache"
 	"github.com/sluice-gw/sluice/internal/config"
@@ -174,6 +175,19 @@ func (r *recorder) take() []upstreamSeen {
 // trusted, so it is all X-Forwarded-For may say upstream.
 var fuzzPeer = &net.TCPAddr{IP: net.IPv4(10, 9, 8, 7), Port: 40000}
 
+// fuzzSecret signs no token the fuzzer could know of.
+const fuzzSecret = "fuzz-secret-0123456789abcdef-0123456789"
+
+// fuzzKeysFile is a keys file holding the digest of a key made here and
+// thrown away: no input can hold it.
+func fuzzKeysFile(tb testing.TB) string {
+	key, _, err := auth.NewKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return testutil.WriteFile(tb, tb.TempDir(), "keys.yaml", "keys:\n  - {name: only, sha256: "+auth.Digest(key)+"}\n")
+}
+
 // newHandleGateway compiles two routes on different pools, one of them a
 // sticky split with a JSON override and one with a JSON-keyed rate limit,
 // and serves them as internal/gateway does on an in-memory listener.
@@ -186,6 +200,7 @@ pools:
   a1: {backends: ["%s"]}
   a2: {backends: ["%s"]}
   b: {backends: ["%s"]}
+  c: {backends: ["%s"]}
 routes:
   - name: a
     match: {path_prefix: /a/}
@@ -201,13 +216,21 @@ routes:
     match: {path_prefix: /b/}
     pool: b
     rate_limit: {key: json:user.id, rate: 1000000/s, burst: 1000000}
-`, rec.backend(tb, "a1"), rec.backend(tb, "a2"), rec.backend(tb, "b"))))
+  - name: c
+    match: {path_prefix: /c/, methods: [POST]}
+    pool: c
+    auth: {api_keys: {keys_file: %q}, jwt: {secret: %q}}
+    cors: {origins: ["https://app.example"], methods: [POST], headers: [X-API-Key]}
+`, rec.backend(tb, "a1"), rec.backend(tb, "a2"), rec.backend(tb, "b"), rec.backend(tb, "c"), fuzzKeysFile(tb), fuzzSecret)))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	m := metrics.New()
 	p := New(m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	store := auth.NewStore(slog.New(slog.NewTextHandler(io.Discard, nil)), func(bool) {})
+	tb.Cleanup(store.Close)
 	p.Swap(Compile(&config.Loaded{Config: cfg}, 1, Deps{
+		Auth:     store,
 		Registry: backend.NewRegistry(), Metrics: m, Members: Configured, Experiments: experiments.NewRegistry(),
 		Shadows: shadow.NewRegistry(), Limits: limits.NewRegistry(&redisconn.Conn{}), Cache: cache.NewRegistry(&redisconn.Conn{}),
 		Rollouts: rollout.NewRegistry(slog.New(slog.NewTextHandler(io.Discard, nil))),
@@ -269,7 +292,7 @@ type sentConn struct {
 func (c *sentConn) Read(p []byte) (int, error) { return c.sent.Read(p) }
 
 // gatewayStatuses are the answers the gateway writes itself.
-var gatewayStatuses = map[int]bool{400: true, 404: true, 408: true, 413: true, 414: true, 429: true, 431: true, 502: true, 503: true, 504: true}
+var gatewayStatuses = map[int]bool{400: true, 401: true, 403: true, 404: true, 408: true, 413: true, 414: true, 429: true, 431: true, 502: true, 503: true, 504: true}
 
 // FuzzHandle writes arbitrary bytes to the gateway as served in
 // production and checks what the client and the backends could observe:
@@ -284,7 +307,11 @@ var gatewayStatuses = map[int]bool{400: true, 404: true, 408: true, 413: true, 4
 //   - no header that reached a backend holds CR, LF or NUL or is folded,
 //     there is exactly one Host, and never Transfer-Encoding beside
 //     Content-Length;
-//   - X-Forwarded-For is the peer alone (no proxy is trusted).
+//   - X-Forwarded-For is the peer alone (no proxy is trusted);
+//   - nothing reaches route c's backend, whose API key no input holds,
+//     and no backend ever gets an X-Sluice-Identity (routes a and b are
+//     public, so a client's own is removed); a CORS preflight for c is
+//     answered 204 by the gateway itself.
 func FuzzHandle(f *testing.F) {
 	for _, seed := range []string{
 		"GET /a/x HTTP/1.1\r\nHost: gw\r\n\r\n",
@@ -292,6 +319,10 @@ func FuzzHandle(f *testing.F) {
 		"POST /b/predict HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"user\":{\"id\":\"u\"}}",
 		"GET /b/x HTTP/1.1\r\nHost: gw\r\n\r\nGET /a/y HTTP/1.1\r\nHost: gw\r\n\r\n",
 		"GET /nowhere HTTP/1.1\r\nHost: gw\r\n\r\n",
+		"POST /c/x HTTP/1.1\r\nHost: gw\r\nX-API-Key: sk_guess\r\nContent-Length: 2\r\n\r\n{}",
+		"GET /c/x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer a.b.c\r\nX-Sluice-Identity: admin\r\n\r\n",
+		"GET /a/x HTTP/1.1\r\nHost: gw\r\nX-Sluice-Identity: admin\r\n\r\n",
+		"OPTIONS /c/x HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-api-key\r\n\r\n",
 		"GET /a/x HTTP/1.1\r\nHost: gw\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n\r\n",
 		// Smuggling shapes.
 		"POST /a/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /b/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n",
@@ -347,6 +378,9 @@ func FuzzHandle(f *testing.F) {
 			}
 			answers++
 			st := resp.StatusCode()
+			if st == fasthttp.StatusNoContent && len(resp.Header.Peek("Vary")) > 0 {
+				continue // a CORS preflight, answered by the gateway without a body
+			}
 			if st != 200 && !gatewayStatuses[st] {
 				t.Fatalf("status %d for %q", st, raw)
 			}
@@ -375,7 +409,12 @@ func checkUpstream(t *testing.T, raw []byte, s upstreamSeen) {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
+	if bytes.Contains(bytes.ToLower(s.raw), []byte("x-sluice-identity")) {
+		t.Fatalf("backend %s got an X-Sluice-Identity for %q", s.backend, raw)
+	}
 	switch s.backend {
+	case "c":
+		t.Fatalf("backend c (auth route) got %q for %q, which holds no valid key", s.uri, raw)
 	case "a1", "a2":
 		// strip_prefix rewrote the path from its normalised form. (Route
 		// b forwards the request-target as the client wrote it, dot
