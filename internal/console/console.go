@@ -193,6 +193,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	err := p.tmpl.ExecuteTemplate(&buf, name, layout{
 		Title: "Sluice · " + p.name, Nav: c.navFor(p.path), Stamp: c.stamp(), Main: p.view(c),
+		Flash: flashOf(r),
 	})
 	if err != nil {
 		http.Error(w, "rendering the page: "+err.Error(), http.StatusInternalServerError)
@@ -216,6 +217,19 @@ type layout struct {
 	Nav   []navLink
 	Stamp stamp
 	Main  any
+	// Flash is the outcome of a button pressed without JavaScript, which
+	// the admin API sends back here as ?flash=.
+	Flash string
+}
+
+// flashOf is the page's ?flash= line, cut to a sane length; the template
+// escapes it like any other text.
+func flashOf(r *http.Request) string {
+	f := r.URL.Query().Get("flash")
+	if len(f) > 300 {
+		f = f[:300]
+	}
+	return f
 }
 
 type navLink struct {

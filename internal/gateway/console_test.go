@@ -336,3 +336,38 @@ func TestConsoleConfigShowsTheDiffOfAReload(t *testing.T) {
 		t.Errorf("config page lacks the last error:\n%s", body[strings.Index(body, `<main`):])
 	}
 }
+
+// TestConsoleButtonWithoutJavaScript: a rollout button pressed in a
+// browser without JavaScript posts its form; the API sends the browser
+// back to the rollouts page, whose flash line says what happened.
+func TestConsoleButtonWithoutJavaScript(t *testing.T) {
+	g := startGateway(t, uiConfig(t, `, token: secret`))
+	noFollow := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(action string) *http.Response {
+		req, _ := http.NewRequest("POST", g.admin+"/admin/rollouts/iris/"+action, strings.NewReader(""))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", "sluice_admin=secret")
+		req.Header.Set("Origin", g.admin)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, tc := range []struct{ action, flash string }{
+		{"pause", "iris: pause → paused"},
+		{"pause", "iris: pause: "}, // already paused: the API's reason follows
+	} {
+		resp := post(tc.action)
+		where := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(where, "/ui/rollouts?flash=") {
+			t.Fatalf("form post %s: %d to %q, want 303 to the rollouts page", tc.action, resp.StatusCode, where)
+		}
+		_, page, _ := get(t, g.admin+where, "Cookie", "sluice_admin=secret")
+		flash := regexp.MustCompile(`<div id="flash"[^>]*>([^<]*)</div>`).FindStringSubmatch(html.UnescapeString(page))
+		if flash == nil || !strings.HasPrefix(flash[1], tc.flash) {
+			t.Errorf("after %s the flash line reads %q, want it to start with %q", tc.action, flash, tc.flash)
+		}
+	}
+}
