@@ -78,6 +78,13 @@ func (g *Gateway) probeReport(t health.Target, ok bool, detail string) {
 	if !sink.backend.Probed(ok, sink.healthyAfter, sink.unhealthyAfter) {
 		return
 	}
+	// Either way the idle keep-alive connections to it belong to a worker
+	// that was failing: one that died leaves them dead, and fasthttp
+	// would hand them out unchecked once the backend is back, failing
+	// requests (a POST cannot be retried) and ejecting it again. No
+	// traffic went to it between the two transitions, so closing them at
+	// both leaves none behind.
+	g.registry.CloseIdle(t.Addr)
 	if ok {
 		g.log.Info("backend healthy again", "pool", sink.pool, "backend", t.Addr, "passes", sink.healthyAfter)
 	} else {

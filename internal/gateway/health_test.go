@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,4 +104,79 @@ func metricValue(t *testing.T, g *testGateway, series string) string {
 	}
 	t.Fatalf("no %s in /metrics", series)
 	return ""
+}
+
+// A backend that fails its health checks loses the gateway's idle
+// keep-alive connections to it at once: they belong to a worker that is
+// failing (dead, if it crashed), and handing one out once it is back
+// would fail a request and eject it again. The pool otherwise keeps idle
+// connections for 30 s.
+func TestHealthTransitionsCloseIdleConnections(t *testing.T) {
+	var sick atomic.Bool
+	var mu sync.Mutex
+	traffic := map[net.Conn]bool{} // connections that carried a request: open?
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Path()) == "/health" {
+				if sick.Load() {
+					ctx.SetStatusCode(503)
+				}
+				return
+			}
+			mu.Lock()
+			traffic[ctx.Conn()] = true
+			mu.Unlock()
+			ctx.SetBodyString("ok")
+		},
+		ConnState: func(c net.Conn, s fasthttp.ConnState) {
+			if s == fasthttp.StateClosed {
+				mu.Lock()
+				if _, ok := traffic[c]; ok {
+					traffic[c] = false
+				}
+				mu.Unlock()
+			}
+		},
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	addr := ln.Addr().String()
+	open := func() (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range traffic {
+			if o {
+				n++
+			}
+		}
+		return n
+	}
+	g := startGateway(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+pools:
+  p: {backends: [%s], health: {interval: 50ms, timeout: 50ms, unhealthy_after: 2, healthy_after: 2}}
+routes:
+  - {name: main, pool: p}
+`, addr))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if status, _, _ := get(t, g.url+"/"); status != 200 {
+				t.Errorf("request to a healthy backend: %d", status)
+			}
+		})
+	}
+	wg.Wait()
+	if open() == 0 {
+		t.Fatal("no keep-alive connection to the backend after traffic")
+	}
+
+	sick.Store(true)
+	eventually(t, 5*time.Second, "the backend unhealthy", func() bool { return !backendStatusOf(t, g, "p", addr).Healthy })
+	eventually(t, 5*time.Second, "its idle connections closed", func() bool { return open() == 0 })
 }

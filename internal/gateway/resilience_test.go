@@ -87,10 +87,11 @@ type killable struct {
 	addr    string
 	latency time.Duration
 	hits    atomic.Int64 // traffic requests over all lives
-	busy    atomic.Int64 // handlers running now
+	held    atomic.Int64 // handlers waiting on hold now
 
 	mu   sync.Mutex
-	life *backendLife // nil while killed
+	life *backendLife  // nil while killed
+	hold chan struct{} // while set, traffic requests wait for it to close
 }
 
 // backendLife is one run of a killable backend, start to kill.
@@ -191,9 +192,15 @@ func (k *killable) handle(ctx *fasthttp.RequestCtx) {
 	c.mu.Unlock()
 	c.life.received.Add(1)
 	k.hits.Add(1)
-	k.busy.Add(1)
+	k.mu.Lock()
+	hold := k.hold
+	k.mu.Unlock()
+	if hold != nil {
+		k.held.Add(1)
+		<-hold
+		k.held.Add(-1)
+	}
 	time.Sleep(k.latency)
-	k.busy.Add(-1)
 	ctx.SetBodyString(k.name)
 }
 
@@ -211,6 +218,14 @@ func (k *killable) start() {
 	k.mu.Lock()
 	k.life = l
 	k.mu.Unlock()
+}
+
+// holdAnswers makes traffic requests wait, from now until the kill, so
+// that a kill catches requests in flight however the machine schedules.
+func (k *killable) holdAnswers() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hold = make(chan struct{})
 }
 
 // kill ends the backend's life as a crash would and returns, once its
@@ -239,6 +254,12 @@ func (k *killable) kill() (unanswered, idle int64) {
 		_ = c.Conn.Close() // as the kernel closes a dead process's sockets
 		c.mu.Unlock()
 	}
+	k.mu.Lock()
+	if k.hold != nil {
+		close(k.hold) // the held handlers' answers now fail to write
+		k.hold = nil
+	}
+	k.mu.Unlock()
 	// fasthttp closes each connection once it is done serving it,
 	// after the handler and the failed write of its answer.
 	eventually(k.t, 10*time.Second, k.name+"'s handlers to run out after the kill", func() bool {
@@ -302,9 +323,9 @@ routes:
 			// Half a second of load first: the retry budget counts the
 			// requests of the last ten seconds.
 			time.Sleep(500 * time.Millisecond)
-			eventually(t, 10*time.Second, "the victim taking traffic", func() bool {
-				return victim.hits.Load() >= 100 && victim.busy.Load() >= 2
-			})
+			eventually(t, 10*time.Second, "the victim taking traffic", func() bool { return victim.hits.Load() >= 100 })
+			victim.holdAnswers()
+			eventually(t, 5*time.Second, "requests held on the victim", func() bool { return victim.held.Load() >= 2 })
 
 			unanswered, idle := victim.kill()
 			killed := time.Now()
@@ -329,8 +350,15 @@ routes:
 			victim.start()
 			back := time.Now()
 			hits := victim.hits.Load()
+			var last backendStatus
+			defer func() {
+				if t.Failed() {
+					t.Logf("the victim as /admin/pools last showed it: %+v", last)
+				}
+			}()
 			eventually(t, 5*time.Second, "the restarted backend in rotation", func() bool {
-				return backendStatusOf(t, g, "p", victim.addr).Available
+				last = backendStatusOf(t, g, "p", victim.addr)
+				return last.Available
 			})
 			// healthy_after x interval is 200 ms; jitter (10 ms a probe),
 			// the probe in flight and a loaded machine add to it, so the
