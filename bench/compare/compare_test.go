@@ -273,9 +273,11 @@ sluice_shadow_requests_total{outcome="matched",route="bench"} 95
 sluice_shadow_requests_total{outcome="dropped",route="bench"} 5
 sluice_upstream_requests_total{backend="127.0.0.1:1",outcome="success",pool="bench"} 1095
 go_goroutines 12
+go_memstats_alloc_bytes_total 2.5e+06
+go_gc_duration_seconds_count 4
 `
 	c := parseCounters(metrics)
-	if len(c) != 5 {
+	if len(c) != 7 {
 		t.Fatalf("kept %d series: %v", len(c), c)
 	}
 	if got := sumCounters(c, "sluice_requests_total", "variant", "b"); got != 100 {
@@ -284,6 +286,11 @@ go_goroutines 12
 	summary, warnings := featureChecks("sluice-full", c)
 	if len(warnings) != 0 || summary != "variant b 10.0%, rate-limited 0, mirrored 10.0% (dropped 5.0% of those)" {
 		t.Errorf("sluice-full: %q, %v", summary, warnings)
+	}
+
+	summary, _ = featureChecks("sluice-shadow-slow", c)
+	if summary != "mirrored 10.0% (dropped 5.0% of those), 2500 bytes allocated per request, 4 collections" {
+		t.Errorf("sluice-shadow-slow: %q", summary)
 	}
 
 	c["sluice_ratelimit_decisions_total{decision=\"limited\",route=\"bench\"}"] = 3

@@ -9,12 +9,15 @@ import (
 
 // featureMetrics are the gateway's counters that show its features did
 // their work in a cell: the split's variants, the rate limit's decisions,
-// the shadow's outcomes, the cache's hits.
+// the shadow's outcomes, the cache's hits; and the Go runtime's, for
+// what a mode costs in garbage (bytes allocated, collections run).
 var featureMetrics = []string{
 	"sluice_requests_total",
 	"sluice_ratelimit_decisions_total",
 	"sluice_shadow_requests_total",
 	"sluice_cache_requests_total",
+	"go_memstats_alloc_bytes_total",
+	"go_gc_duration_seconds_count",
 }
 
 // parseCounters keeps the featureMetrics series of a Prometheus text
@@ -109,6 +112,11 @@ func featureChecks(target string, counters map[string]float64) (summary string, 
 		}
 	case "sluice-shadow-slow", "sluice-shadow-fast":
 		summary = fmt.Sprintf("mirrored %.1f%% (dropped %.1f%% of those)", pct(mirrored, requests), pct(dropped, mirrored))
+		// Since the gateway started: the warm-up and the run together.
+		if alloc := sumCounters(counters, "go_memstats_alloc_bytes_total", "", ""); alloc > 0 {
+			summary += fmt.Sprintf(", %.0f bytes allocated per request, %.0f collections",
+				alloc/requests, sumCounters(counters, "go_gc_duration_seconds_count", "", ""))
+		}
 		if mirrored == 0 {
 			warnings = append(warnings, "nothing was mirrored")
 		}
