@@ -33,18 +33,15 @@ package shadow
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/buger/jsonparser"
 )
 
 // Outcome is how a pair compared.
@@ -124,34 +121,37 @@ type Comparer struct {
 	relTol float64
 	label  string // normalised label path pattern; "" for none
 
-	// paths remembers what the settings make of a leaf path: a model
-	// answers with the same few paths every time, and matching them
-	// against the patterns was most of a comparison's cost. At most
-	// maxKnownPaths are kept; others are worked out each time.
-	paths      sync.Map // string -> pathInfo
-	knownPaths atomic.Int32
+	// fields remembers what the settings make of a field (a path without
+	// its indexes): a model answers with the same few fields every time,
+	// and matching them against the patterns was most of a comparison's
+	// cost. The map is replaced, never changed, so reading it takes no
+	// lock; at most maxKnownFields are kept, others are worked out each
+	// time.
+	fields atomic.Pointer[map[string]fieldInfo]
+	mu     sync.Mutex // serialises replacing fields
 }
 
-// pathInfo is what a comparison needs to know of a leaf path.
-type pathInfo struct {
-	field   string // the path without indexes
-	ignored bool   // an ignore pattern matches the field
-	label   bool   // the label pattern matches the field
+// fieldInfo is what a comparison needs to know of a field.
+type fieldInfo struct {
+	ignored bool // an ignore pattern matches the field
+	label   bool // the label pattern matches the field
 }
 
-const maxKnownPaths = 4096
+const maxKnownFields = 1024
 
-// info returns what the settings make of path p.
-func (c *Comparer) info(p string) pathInfo {
-	if v, ok := c.paths.Load(p); ok {
-		return v.(pathInfo)
+// info returns what the settings make of field f.
+func (c *Comparer) info(f []byte) fieldInfo {
+	if in, ok := (*c.fields.Load())[string(f)]; ok {
+		return in
 	}
-	field := fieldOf(p)
-	in := pathInfo{field: field, ignored: c.ignored(field), label: c.label != "" && matches(c.label, field)}
-	if c.knownPaths.Load() < maxKnownPaths {
-		if _, loaded := c.paths.LoadOrStore(p, in); !loaded {
-			c.knownPaths.Add(1)
-		}
+	field := string(f)
+	in := fieldInfo{ignored: c.ignored(field), label: c.label != "" && matches(c.label, field)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if known := *c.fields.Load(); len(known) < maxKnownFields {
+		next := maps.Clone(known)
+		next[field] = in
+		c.fields.Store(&next)
 	}
 	return in
 }
@@ -169,6 +169,7 @@ func NewComparer(ignore []string, absTol, relTol float64, label string) (*Compar
 		return nil, fmt.Errorf("tolerances must be 0 or more")
 	}
 	c := &Comparer{absTol: absTol, relTol: relTol}
+	c.fields.Store(&map[string]fieldInfo{})
 	for _, p := range ignore {
 		n := normalisePattern(p)
 		if _, err := path.Match(n, ""); err != nil || p == "" {
@@ -194,15 +195,13 @@ func normalisePattern(p string) string {
 }
 
 // fieldOf drops the indexes of a path: predictions[3].x -> predictions[].x.
-// It runs for every leaf of every pair, so it is a loop, not a regexp, and
-// a path without an index is returned as is.
-func fieldOf(p string) string {
-	if strings.IndexByte(p, '[') < 0 {
-		return p
-	}
-	b := make([]byte, 0, len(p))
+func fieldOf(p string) string { return string(appendField(nil, []byte(p))) }
+
+// appendField appends path p with its indexes dropped to dst. It runs for
+// every leaf of every pair, so it is a loop, not a regexp.
+func appendField(dst, p []byte) []byte {
 	for i := 0; i < len(p); i++ {
-		b = append(b, p[i])
+		dst = append(dst, p[i])
 		if p[i] != '[' {
 			continue
 		}
@@ -214,7 +213,7 @@ func fieldOf(p string) string {
 			i = j - 1 // the loop appends the ']'
 		}
 	}
-	return string(b)
+	return dst
 }
 
 // matches reports whether the normalised pattern matches a field. A bare
@@ -250,37 +249,71 @@ func (c *Comparer) Compare(primaryStatus int, primary []byte, candidateStatus in
 	if primaryStatus != candidateStatus {
 		return Result{Outcome: StatusMismatch}
 	}
+	if bytes.Equal(primary, candidate) {
+		return c.identical(primary)
+	}
 	p, errP := flatten(primary)
 	q, errQ := flatten(candidate)
 	if errP != nil || errQ != nil {
+		for _, f := range [2]*flat{p, q} {
+			if f != nil {
+				f.release()
+			}
+		}
 		if bytes.Equal(bytes.TrimSpace(primary), bytes.TrimSpace(candidate)) {
 			return Result{Outcome: Matched}
 		}
 		return Result{Outcome: NotJSON}
 	}
+	defer p.release()
+	defer q.release()
+
+	// Both sides are sorted by path: walk them together, once over every
+	// path of either.
 	var r Result
-	for _, k := range unionPaths(p, q) {
-		info := c.info(k)
-		a, inP := p[k]
-		b, inQ := q[k]
+	var scratch [128]byte
+	for i, j := 0, 0; i < len(p.leaves) || j < len(q.leaves); {
+		var a, b *leaf
+		var path []byte
+		switch {
+		case j == len(q.leaves):
+			a, path = &p.leaves[i], p.pathOf(p.leaves[i])
+			i++
+		case i == len(p.leaves):
+			b, path = &q.leaves[j], q.pathOf(q.leaves[j])
+			j++
+		default:
+			pp, qp := p.pathOf(p.leaves[i]), q.pathOf(q.leaves[j])
+			switch order := bytes.Compare(pp, qp); {
+			case order < 0:
+				a, path = &p.leaves[i], pp
+				i++
+			case order > 0:
+				b, path = &q.leaves[j], qp
+				j++
+			default:
+				a, b, path = &p.leaves[i], &q.leaves[j], pp
+				i++
+				j++
+			}
+		}
+		field := appendField(scratch[:0], path)
+		info := c.info(field)
 		if info.label {
 			r.LabelPairs++
-			if inP && inQ && a.equal(b, 0, 0) {
+			if a != nil && b != nil && a.equal(*b, 0, 0) {
 				r.LabelAgree++
 			}
 		}
-		if info.ignored {
+		if info.ignored || a != nil && b != nil && a.equal(*b, c.absTol, c.relTol) {
 			continue
 		}
-		if inP && inQ && a.equal(b, c.absTol, c.relTol) {
-			continue
+		d := FieldDiff{Path: string(path), Field: string(field), Primary: absent, Candidate: absent}
+		if a != nil {
+			d.Primary = a.text()
 		}
-		d := FieldDiff{Path: k, Field: info.field, Primary: absent, Candidate: absent}
-		if inP {
-			d.Primary = a.text
-		}
-		if inQ {
-			d.Candidate = b.text
+		if b != nil {
+			d.Candidate = b.text()
 		}
 		r.Diffs = append(r.Diffs, d)
 	}
@@ -290,122 +323,24 @@ func (c *Comparer) Compare(primaryStatus int, primary []byte, candidateStatus in
 	return r
 }
 
-// leaf is one flattened value: a number, or JSON text for the rest.
-type leaf struct {
-	isNum bool
-	num   float64
-	text  string
-}
-
-func (a leaf) equal(b leaf, absTol, relTol float64) bool {
-	if a.isNum && b.isNum {
-		d := math.Abs(a.num - b.num)
-		return a.num == b.num || d <= absTol || d <= relTol*math.Max(math.Abs(a.num), math.Abs(b.num))
+// identical is the comparison of a body with itself: a match, whose label
+// values (if any) all agree.
+func (c *Comparer) identical(body []byte) Result {
+	r := Result{Outcome: Matched}
+	if c.label == "" {
+		return r
 	}
-	return a.isNum == b.isNum && a.text == b.text
-}
-
-// maxLeaves bounds how much of a body is compared: an answer this large is
-// compared on its first maxLeaves leaves.
-const maxLeaves = 10000
-
-// flatten decodes a JSON body into its leaves by path. It runs twice per
-// mirrored request, so it walks the body in place (buger/jsonparser)
-// rather than decoding it into maps and interfaces; encoding/json only
-// checks that the body is one valid JSON value first, which also bounds
-// its nesting.
-func flatten(body []byte) (map[string]leaf, error) {
-	if !json.Valid(body) {
-		return nil, fmt.Errorf("not a single valid JSON value")
-	}
-	value, typ, _, err := jsonparser.Get(body)
+	f, err := flatten(body)
 	if err != nil {
-		return nil, err
+		return r
 	}
-	out := make(map[string]leaf, 16)
-	walk(make([]byte, 0, 64), value, typ, out)
-	return out, nil
-}
-
-// member is one key of an object and its value.
-type member struct {
-	key   string
-	value []byte
-	typ   jsonparser.ValueType
-}
-
-// walk adds the leaves of value, found at path p, to out.
-func walk(p []byte, value []byte, typ jsonparser.ValueType, out map[string]leaf) {
-	if len(out) >= maxLeaves {
-		return
-	}
-	switch typ {
-	case jsonparser.Object:
-		var members []member
-		_ = jsonparser.ObjectEach(value, func(k, v []byte, t jsonparser.ValueType, _ int) error {
-			key, err := jsonparser.ParseString(k)
-			if err != nil {
-				key = string(k)
-			}
-			// A repeated key keeps its last value, as encoding/json does.
-			for i := range members {
-				if members[i].key == key {
-					members = slices.Delete(members, i, i+1)
-					break
-				}
-			}
-			members = append(members, member{key, v, t})
-			return nil
-		})
-		if len(members) == 0 {
-			out[string(p)] = leaf{text: "{}"}
-		}
-		// In key order, so that a body cut at maxLeaves is always cut at
-		// the same leaves.
-		slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
-		for _, m := range members {
-			q := p
-			if len(q) > 0 {
-				q = append(q, '.')
-			}
-			walk(append(q, m.key...), m.value, m.typ, out)
-		}
-	case jsonparser.Array:
-		i := 0
-		_, _ = jsonparser.ArrayEach(value, func(v []byte, t jsonparser.ValueType, _ int, _ error) {
-			q := append(p, '[')
-			q = strconv.AppendInt(q, int64(i), 10)
-			walk(append(q, ']'), v, t, out)
-			i++
-		})
-		if i == 0 {
-			out[string(p)] = leaf{text: "[]"}
-		}
-	case jsonparser.Number:
-		f, err := strconv.ParseFloat(string(value), 64)
-		out[string(p)] = leaf{isNum: err == nil, num: f, text: string(value)}
-	case jsonparser.String:
-		s, err := jsonparser.ParseString(value)
-		if err != nil {
-			s = string(value)
-		}
-		out[string(p)] = leaf{text: strconv.Quote(s)}
-	default: // true, false, null
-		out[string(p)] = leaf{text: string(value)}
-	}
-}
-
-// unionPaths is every path of either side, sorted.
-func unionPaths(a, b map[string]leaf) []string {
-	keys := make([]string, 0, len(a)+len(b))
-	for k := range a {
-		keys = append(keys, k)
-	}
-	for k := range b {
-		if _, dup := a[k]; !dup {
-			keys = append(keys, k)
+	defer f.release()
+	var scratch [128]byte
+	for _, l := range f.leaves {
+		if c.info(appendField(scratch[:0], f.pathOf(l))).label {
+			r.LabelPairs++
+			r.LabelAgree++
 		}
 	}
-	slices.Sort(keys)
-	return keys
+	return r
 }

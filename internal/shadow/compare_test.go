@@ -50,6 +50,10 @@ func TestCompare(t *testing.T) {
 		{"field missing on one side", `{"a":1,"b":2}`, `{"a":1}`, 200, 200, Mismatched, "b", 0, 0},
 		{"type differs", `{"a":"1"}`, `{"a":1}`, 200, 200, Mismatched, "a", 0, 0},
 		{"glob ignores a subtree", `{"meta":{"host":"a","ms":3},"y":1}`, `{"meta":{"host":"b","ms":9},"y":1}`, 200, 200, Matched, "", 0, 0},
+		{"same values, other spacing and key order", `{"prediction":"setosa","x":[1,2]}`, `{ "x" : [ 1, 2.0 ], "prediction" : "setosa" }`, 200, 200, Matched, "", 1, 1},
+		{"a string escaped on one side", `{"a":"caf\u00e9 \"x\""}`, `{"a":"café \"x\""}`, 200, 200, Matched, "", 0, 0},
+		{"strings that differ once unescaped", `{"a":"x\ty"}`, `{"a":"x\\ty"}`, 200, 200, Mismatched, "a", 0, 0},
+		{"a number and the same digits as a string", `{"a":1}`, `{"a":"1"}`, 200, 200, Mismatched, "a", 0, 0},
 		{"status differs", `{"x":1}`, `{"x":1}`, 200, 500, StatusMismatch, "", 0, 0},
 		{"not JSON, different", `{"x":1}`, `<html>oops</html>`, 200, 200, NotJSON, "", 0, 0},
 		{"not JSON, same bytes", `plain text`, `plain text`, 200, 200, Matched, "", 0, 0},
@@ -156,10 +160,35 @@ func TestFieldOfDropsIndexes(t *testing.T) {
 	}
 }
 
+// refLeaf is a flattened value as the reference sees it: a number, or
+// JSON text for the rest.
+type refLeaf struct {
+	isNum bool
+	num   float64
+	text  string
+}
+
+// flattenRef is flatten's result in the reference's terms.
+func flattenRef(body []byte) (map[string]refLeaf, error) {
+	f, err := flatten(body)
+	if err != nil {
+		return nil, err
+	}
+	defer f.release()
+	out := make(map[string]refLeaf, len(f.leaves))
+	for _, l := range f.leaves {
+		out[string(f.pathOf(l))] = refLeaf{isNum: l.kind == kindNumber, num: l.num, text: l.text()}
+	}
+	if len(out) != len(f.leaves) {
+		return nil, fmt.Errorf("%d leaves on %d paths", len(f.leaves), len(out))
+	}
+	return out, nil
+}
+
 // referenceFlatten is flatten written the obvious way, with encoding/json
 // decoding into interfaces: slower, plainly right. The fuzz target below
 // holds flatten to it.
-func referenceFlatten(body []byte) (map[string]leaf, bool) {
+func referenceFlatten(body []byte) (map[string]refLeaf, bool) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
@@ -169,13 +198,13 @@ func referenceFlatten(body []byte) (map[string]leaf, bool) {
 	if _, err := dec.Token(); err != io.EOF { // nothing but space may follow
 		return nil, false
 	}
-	out := map[string]leaf{}
+	out := map[string]refLeaf{}
 	var walk func(p string, v any)
 	walk = func(p string, v any) {
 		switch t := v.(type) {
 		case map[string]any:
 			if len(t) == 0 {
-				out[p] = leaf{text: "{}"}
+				out[p] = refLeaf{text: "{}"}
 			}
 			for k, child := range t {
 				if p == "" {
@@ -186,19 +215,19 @@ func referenceFlatten(body []byte) (map[string]leaf, bool) {
 			}
 		case []any:
 			if len(t) == 0 {
-				out[p] = leaf{text: "[]"}
+				out[p] = refLeaf{text: "[]"}
 			}
 			for i, child := range t {
 				walk(p+"["+strconv.Itoa(i)+"]", child)
 			}
 		case json.Number:
 			f, err := t.Float64()
-			out[p] = leaf{isNum: err == nil, num: f, text: t.String()}
+			out[p] = refLeaf{isNum: err == nil, num: f, text: t.String()}
 		case string:
-			out[p] = leaf{text: strconv.Quote(t)}
+			out[p] = refLeaf{text: strconv.Quote(t)}
 		default:
 			b, _ := json.Marshal(t)
-			out[p] = leaf{text: string(b)}
+			out[p] = refLeaf{text: string(b)}
 		}
 	}
 	walk("", v)
@@ -212,7 +241,7 @@ func FuzzFlattenMatchesReference(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		want, ok := referenceFlatten(body)
-		got, err := flatten(body)
+		got, err := flattenRef(body)
 		if ok != (err == nil) {
 			t.Fatalf("valid: reference %v, flatten %v (%v)", ok, err == nil, err)
 		}
@@ -234,18 +263,31 @@ func FuzzFlattenMatchesReference(f *testing.F) {
 }
 
 // BenchmarkCompare is the comparison of one pair of model answers, which
-// runs for every mirrored request.
+// runs for every mirrored request: a candidate that answers alike but for
+// its timestamp and version (ignored), one that predicts another class,
+// and one whose answer is byte for byte the primary's.
 func BenchmarkCompare(b *testing.B) {
 	c, err := NewComparer([]string{"timestamp", "model_version"}, 1e-6, 1e-3, "prediction")
 	if err != nil {
 		b.Fatal(err)
 	}
 	p := []byte(`{"prediction":"versicolor","probabilities":{"setosa":0.004720044332218085,"versicolor":0.8518887589147586,"virginica":0.1433911967530234},"confidence":0.8518887589147586,"timestamp":"2026-11-23T02:44:36.506138974Z","model":"iris","model_version":"1"}`)
-	q := []byte(`{"prediction":"virginica","probabilities":{"setosa":0.0011,"versicolor":0.3200,"virginica":0.6789},"confidence":0.6789,"timestamp":"2026-11-23T02:44:36.507000000Z","model":"iris","model_version":"3"}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if r := c.Compare(200, p, 200, q); r.Outcome != Mismatched {
-			b.Fatal(r.Outcome)
-		}
+	for _, bc := range []struct {
+		name string
+		q    []byte
+		want Outcome
+	}{
+		{"matched", []byte(`{"prediction":"versicolor","probabilities":{"setosa":0.004720044332218085,"versicolor":0.8518887589147586,"virginica":0.1433911967530234},"confidence":0.8518887589147586,"timestamp":"2026-11-23T02:44:36.507000000Z","model":"iris","model_version":"2"}`), Matched},
+		{"mismatched", []byte(`{"prediction":"virginica","probabilities":{"setosa":0.0011,"versicolor":0.3200,"virginica":0.6789},"confidence":0.6789,"timestamp":"2026-11-23T02:44:36.507000000Z","model":"iris","model_version":"3"}`), Mismatched},
+		{"identical", p, Matched},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := c.Compare(200, p, 200, bc.q); r.Outcome != bc.want {
+					b.Fatal(r.Outcome)
+				}
+			}
+		})
 	}
 }
