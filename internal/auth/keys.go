@@ -283,6 +283,14 @@ func ParseKeys(data []byte) (*KeySet, error) {
 			field string
 			names []string
 		}{{"routes", e.Routes}, {"tags", e.Tags}} {
+			// Written but empty reads as "nothing", yet a key with
+			// neither list may call every route: refuse it rather than
+			// open the key up.
+			if f := keysField(n, list.field); f != nil && len(list.names) == 0 &&
+				(f.Kind == yaml.SequenceNode || f.ShortTag() == "!!null") {
+				add(list.field, "is empty, which would let the key call every route (as leaving %s out does); to revoke the key, remove its entry", list.field)
+				ok = false
+			}
 			for j, v := range list.names {
 				if strings.TrimSpace(v) == "" {
 					add(list.field, "entry %d is empty", j)

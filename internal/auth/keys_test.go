@@ -163,6 +163,8 @@ func TestParseKeysProblemsHaveTheirLine(t *testing.T) {
 		{"burst too big", "keys:\n  - name: a\n    sha256: " + a + "\n    rate_limit:\n      rate: 10/s\n      burst: 1000001\n", 6, "must be 1 to 1000000"},
 		{"burst negative", "keys:\n  - name: a\n    sha256: " + a + "\n    rate_limit:\n      rate: 10/s\n      burst: -1\n", 6, "must be 1 to 1000000"},
 		{"empty route", "keys:\n  - name: a\n    sha256: " + a + "\n    routes: [iris, \"\"]\n", 4, "entry 1 is empty"},
+		{"routes written empty", "keys:\n  - name: a\n    sha256: " + a + "\n    routes: []\n", 4, "routes: is empty, which would let the key call every route"},
+		{"tags written without a value", "keys:\n  - name: a\n    sha256: " + a + "\n    tags:\n", 4, "tags: is empty, which would let the key call every route"},
 		{"unknown key in an entry", "keys:\n  - name: a\n    sha256: " + a + "\n    key: sk_abc\n", 4, `unknown key "key"`},
 		{"unknown key at the top", "key:\n  - name: a\n", 1, `unknown key "key" (known here: keys)`},
 		{"unknown key in rate_limit", "keys:\n  - name: a\n    sha256: " + a + "\n    rate_limit:\n      rate: 1/s\n      brust: 2\n", 6, `unknown key "brust"`},
