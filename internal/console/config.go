@@ -1,7 +1,6 @@
 package console
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -89,22 +88,4 @@ func configDiff(old, new []byte, oldName, newName string) []diffLine {
 		out = append(out, diffLine{Kind: kind, Text: line})
 	}
 	return out
-}
-
-// The values of the config keys that hold a secret: admin.token,
-// redis.password and a JWT auth's secret (the fields /admin/config never
-// shows). blockSecret finds one in block style, to the end of its line
-// but a comment ("  token: x # c"); flowSecret one in a flow mapping, to
-// the next ',' or '}' ("{listen: a, token: x}").
-var (
-	blockSecret = regexp.MustCompile(`(?m)^([ \t]*(?:-[ \t]+)?(?:token|password|secret)[ \t]*:[ \t]+)` +
-		`("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s#][^\n]*?)([ \t]+#[^\n]*)?$`)
-	flowSecret = regexp.MustCompile(`([{,][ \t]*(?:token|password|secret)[ \t]*:[ \t]*)("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^,}\n]+)`)
-)
-
-// redact replaces the value of every secret key with <redacted>: the diff
-// shows that a secret changed only by what else changed with it.
-func redact(source string) string {
-	source = blockSecret.ReplaceAllString(source, "${1}<redacted>${3}")
-	return flowSecret.ReplaceAllString(source, "${1}<redacted>")
 }

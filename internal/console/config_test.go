@@ -3,6 +3,8 @@ package console
 import (
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestConsoleRedactHidesSecretValues(t *testing.T) {
@@ -13,6 +15,17 @@ func TestConsoleRedactHidesSecretValues(t *testing.T) {
 		{"admin: {listen: \"127.0.0.1:0\", token: s3cret}\n", "admin: {listen: \"127.0.0.1:0\", token: <redacted>}\n"},
 		{"redis: {addr: x, password: 'pw', db: 1}\n", "redis: {addr: x, password: <redacted>, db: 1}\n"},
 		{"    - secret: ${JWT_SECRET}\n", "    - secret: <redacted>\n"},
+		// A flow mapping over two lines keeps its closing brace.
+		{"admin: {listen: a,\n  token: s3cret}\nroutes: []\n", "admin: {listen: a,\n  token: <redacted>}\nroutes: []\n"},
+		// Quotes hold a '#', a comma, a brace and an escaped quote.
+		{"a: {token: \"x #1, \\\" }\", b: 2}\n", "a: {token: <redacted>, b: 2}\n"},
+		{"a:\n  token: 'it''s # here' # note\n", "a:\n  token: <redacted> # note\n"},
+		// A block scalar loses its lines, and the key after it stays.
+		{"auth:\n  - secret: |\n      line one\n      line two\n    issuer: me\n", "auth:\n  - secret: <redacted>\n    issuer: me\n"},
+		// Columns count characters, not bytes.
+		{"é: {token: s3cret}\n", "é: {token: <redacted>}\n"},
+		// A source that does not parse loses each secret line's value.
+		{"admin: {token: s3cret\n  password: pw\n", "admin: {token: <redacted>\n  password: <redacted>\n"},
 		// Keys that only contain the words are left alone.
 		{"  token_header: X-Token\n  secret_file: /etc/k\n", "  token_header: X-Token\n  secret_file: /etc/k\n"},
 	} {
@@ -47,4 +60,47 @@ func TestConsoleConfigDiffIsUnified(t *testing.T) {
 	if got := configDiff([]byte(old), []byte(strings.Replace(old, "one", "three", 1)), "a", "b"); got != nil {
 		t.Errorf("a change of secrets alone shows %v", got)
 	}
+}
+
+// FuzzRedact: whatever YAML a config holds, the redacted text still
+// parses, and every secret key's value in it reads <redacted> (or stays
+// empty when nothing was written).
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{
+		"admin:\n  token: s3cret\n",
+		"admin: {listen: a,\n  token: s3cret}\n",
+		"a: {token: \"x #1, \\\" }\", b: 2}\n",
+		"auth:\n  - secret: |\n      one\n    issuer: me\n",
+		"redis: {addr: x, password: 'pw', db: 1}\n",
+		"a:\n  password: >-\n    folded\n    text\n  b: 1\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		var before yaml.Node
+		if yaml.Unmarshal([]byte(src), &before) != nil {
+			return
+		}
+		var want []secret
+		secretValues(&before, false, &want)
+		out := redact(src)
+		var after yaml.Node
+		if err := yaml.Unmarshal([]byte(out), &after); err != nil {
+			t.Fatalf("redact(%q) = %q, which does not parse: %v", src, out, err)
+		}
+		var got []secret
+		secretValues(&after, false, &got)
+		if len(got) != len(want) {
+			t.Fatalf("redact(%q) = %q: %d secret values, want %d", src, out, len(got), len(want))
+		}
+		for i, s := range got {
+			w := redacted
+			if v := want[i].value; v.Style == 0 && v.Value == "" {
+				w = "" // nothing written, nothing to hide
+			}
+			if s.value.Value != w {
+				t.Fatalf("redact(%q) = %q: %s is %q, want %q", src, out, s.key.Value, s.value.Value, w)
+			}
+		}
+	})
 }
