@@ -126,8 +126,9 @@ func readiness(s *proxy.Snapshot) []string {
 
 // TokenCookie carries the admin token for a browser, which cannot send a
 // bearer header when it follows a link. It is HttpOnly (no script reads
-// it) and SameSite=Strict (no other site's page sends it).
-const TokenCookie = "sluice_admin"
+// it) and SameSite=Strict (no other site's page sends it); the proxy
+// removes it from requests before they reach a worker.
+const TokenCookie = proxy.AdminCookie
 
 // requireToken guards next with the admin token when one is set: a request
 // presents it as "Authorization: Bearer TOKEN" or in the TokenCookie;

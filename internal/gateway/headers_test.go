@@ -94,6 +94,34 @@ func TestHopByHopHeadersNeverCross(t *testing.T) {
 	}
 }
 
+// The console's session cookie carries the admin token, and a browser
+// that logged in on the admin port sends it to the client port of the
+// same host too (cookies ignore ports): it never reaches a worker. Other
+// cookies reach it as the client sent them.
+func TestAdminCookieNeverReachesAWorker(t *testing.T) {
+	rec := &recorder{}
+	g := startGateway(t, onePool([]string{testutil.Backend(t, rec.handle)}, ""))
+	for _, tc := range []struct{ sent, want string }{
+		{"theme=dark; sluice_admin=s3cret-token; lang=en", "theme=dark; lang=en"},
+		{"sluice_admin=s3cret-token", ""},
+		{"theme=dark; lang=en", "theme=dark; lang=en"},
+		{"not_sluice_admin=1", "not_sluice_admin=1"},
+	} {
+		raw := "GET /predict HTTP/1.1\r\nHost: gw.example\r\nCookie: " + tc.sent + "\r\n\r\n"
+		resp, err := testutil.Raw(t, g.ClientAddr(), raw, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode() != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode(), resp.Body())
+		}
+		got, _ := rec.last()
+		if c := got.Get("Cookie"); c != tc.want {
+			t.Errorf("sent Cookie %q, the worker got %q, want %q", tc.sent, c, tc.want)
+		}
+	}
+}
+
 func TestClientConnectionCloseIsHonoured(t *testing.T) {
 	rec := &recorder{}
 	g := startGateway(t, onePool([]string{testutil.Backend(t, rec.handle)}, ""))

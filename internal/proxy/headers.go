@@ -64,6 +64,24 @@ func removeRequestHopByHop(h *fasthttp.RequestHeader) {
 	}
 }
 
+// AdminCookie is the operator console's session cookie, which carries the
+// admin token (internal/admin sets it).
+const AdminCookie = "sluice_admin"
+
+var adminCookiePrefix = []byte(AdminCookie + "=")
+
+// dropAdminCookie keeps the console's session cookie from a worker.
+// Browsers do not keep cookies apart by port (RFC 6265, section 8.5), so
+// a browser that logged in to the console on the admin port sends the
+// cookie to the client port of the same host name too. A request without
+// it costs a search of the Cookie header as received; only one that
+// carries it has its cookies parsed and written anew.
+func dropAdminCookie(h *fasthttp.RequestHeader) {
+	if bytes.Contains(h.Peek(fasthttp.HeaderCookie), adminCookiePrefix) {
+		h.DelCookie(AdminCookie)
+	}
+}
+
 // removeResponseHopByHop is removeRequestHopByHop for an answer.
 func removeResponseHopByHop(h *fasthttp.ResponseHeader) {
 	var named [8][]byte

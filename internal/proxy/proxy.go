@@ -260,6 +260,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, snap *Snapshot, route *Route, 
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	removeRequestHopByHop(&req.Header)
+	dropAdminCookie(&req.Header)
 	setForwarded(ctx, peerAddr(ctx), snap.trusted, scratch[:0])
 	req.Header.SetCanonical(keyRequestID, id)
 	// The upstream leg is plain HTTP whatever the client spoke; a request
