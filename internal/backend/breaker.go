@@ -103,9 +103,12 @@ func (br *Breaker) newCircuit() *gobreaker.CircuitBreaker[struct{}] {
 			}
 			br.state.Store(int32(to))
 		},
-		// Every connection busy is the gateway's own limit, not the
-		// backend failing.
-		IsExcluded: func(err error) bool { return errors.Is(err, fasthttp.ErrNoFreeConns) },
+		// Every connection busy is the gateway's own limit, and an
+		// attempt stopped by a drain never reached the backend: neither
+		// says the backend is failing.
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, fasthttp.ErrNoFreeConns) || err == ErrDraining
+		},
 	})
 	return cb
 }

@@ -13,6 +13,7 @@
 package backend
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,10 +51,26 @@ func (b *Backend) Requests() uint64 { return b.requests.Load() }
 // Failures is the number of attempts that got no usable response.
 func (b *Backend) Failures() uint64 { return b.failures.Load() }
 
-// Begin marks an attempt as started; call End with its outcome.
-func (b *Backend) Begin() {
+// ErrDraining is an attempt that found its backend marked down after
+// choosing it: it never left the gateway, and goes to another backend.
+var ErrDraining = errors.New("backend went out of rotation")
+
+// Begin marks an attempt as started and reports whether it may go ahead;
+// call End with its outcome when it did. It returns false, counting
+// nothing, when the backend was marked down since it was chosen. Whoever
+// stops a worker marks it down and then waits for Pending to reach zero;
+// an attempt counts itself pending and then checks down. Both are
+// sequentially consistent atomics, so one of the two always sees the
+// other: either the stopper waits for the attempt, or the attempt sees
+// the mark and never reaches a worker that is being stopped.
+func (b *Backend) Begin() bool {
 	b.pending.Add(1)
+	if b.down.Load() {
+		b.pending.Add(-1)
+		return false
+	}
 	b.requests.Add(1)
+	return true
 }
 
 // End marks an attempt as finished.

@@ -62,8 +62,8 @@ func (p *Proxy) try(ctx *fasthttp.RequestCtx, route *Route, v *Variant, start ti
 			rp.budget.done()
 		}
 		tried = append(tried, m)
-		if err == backend.ErrBreakerOpen {
-			continue // never sent: not an attempt
+		if neverSent(err) {
+			continue // not an attempt
 		}
 		attempts++
 		answered, sent, last = v, t, err
@@ -128,7 +128,7 @@ func outcomeOf(err error, resp *fasthttp.Response) string {
 // failure.
 func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadline time.Time, id []byte) error {
 	ejected, err := m.do(&ctx.Request, &ctx.Response, deadline)
-	if err != nil && err != backend.ErrBreakerOpen {
+	if err != nil && !neverSent(err) {
 		_, outcome := upstreamFailure(err)
 		p.log.Warn("upstream attempt failed", "route", route.Name, "backend", m.Addr,
 			"outcome", outcome, "request_id", string(id), "err", err)
@@ -139,15 +139,25 @@ func (p *Proxy) attempt(ctx *fasthttp.RequestCtx, route *Route, m *Member, deadl
 	return err
 }
 
+// neverSent reports whether do returned without sending anything: the
+// breaker refused, or the backend went out of rotation after it was
+// chosen. Such a try is not an attempt; the request goes to another.
+func neverSent(err error) bool {
+	return err == backend.ErrBreakerOpen || err == backend.ErrDraining
+}
+
 // do sends one request to the member through its breaker and accounts for
 // it: the backend's counters, the upstream metrics and passive outlier
 // ejection. It reports whether this attempt got the backend ejected, and
-// returns backend.ErrBreakerOpen, with nothing sent, when the breaker
-// refused.
+// returns, with nothing sent, backend.ErrBreakerOpen when the breaker
+// refused and backend.ErrDraining when the backend was marked down (a
+// worker being stopped) since it was chosen.
 func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (ejected bool, err error) {
 	var start time.Time
 	berr := m.breaker.Do(func() error {
-		m.Begin()
+		if !m.Begin() {
+			return backend.ErrDraining
+		}
 		start = time.Now()
 		err = m.client.Do(req, resp, deadline)
 		if err == nil && resp.StatusCode() >= 500 {
@@ -155,7 +165,7 @@ func (m *Member) do(req *fasthttp.Request, resp *fasthttp.Response, deadline tim
 		}
 		return err
 	})
-	if berr == backend.ErrBreakerOpen {
+	if neverSent(berr) {
 		return false, berr
 	}
 	end := time.Now()

@@ -54,21 +54,25 @@ func (s *Supervisor) run(r *replica) {
 			pid := cmd.Process.Pid
 			r.backend.SetSpawnedPID(int64(pid))
 			log.Info("worker started", "pid", pid)
-			switch outcome, exitErr := s.serve(r, exited); outcome {
-			case stopped:
+			outcome, exitErr := s.serve(r, exited)
+			if outcome != crashed {
 				s.terminate(r, cmd, exited)
+			}
+			r.backend.SetSpawnedPID(0)
+			// Connections kept alive to the old process are dead now.
+			// They go before the address is given back or the next
+			// process starts there, which would otherwise be handed
+			// them and fail its first requests.
+			s.registry.CloseIdle(r.addr)
+			switch outcome {
+			case stopped:
 				log.Info("worker stopped", "pid", pid)
-				r.backend.SetSpawnedPID(0)
 				return
 			case crashed:
 				log.Warn("worker exited; restarting", "pid", pid, "status", exitStatus(exitErr), "backoff", backoff.String())
 			case unhealthy:
 				log.Warn("worker did not answer "+healthPath+" in time; restarting", "pid", pid, "start_timeout", r.spec.startTimeout.String())
-				s.terminate(r, cmd, exited)
 			}
-			r.backend.SetSpawnedPID(0)
-			// Connections kept alive to the old process are dead now.
-			s.registry.CloseIdle(r.addr)
 		}
 		r.backend.AddRestart()
 		s.restarts(r.pool)
