@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http/httputil"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -49,25 +51,63 @@ func (t *Transport) CloseIdleConnections() { t.hc.CloseIdleConnections() }
 // Do sends req over one pooled connection and reads the answer into resp,
 // all before deadline: waiting for a free connection, dialing, writing,
 // and reading the answer (a streamed body too, as it is read). It makes
-// one attempt; retrying is the caller's decision. Response header names
-// are normalised, so that hop-by-hop removal matches any case.
+// one attempt; retrying on another backend is the caller's decision.
+// Response header names are normalised, so that hop-by-hop removal
+// matches any case.
+//
+// One failure it handles itself, as Go's net/http client and nginx's
+// upstream keepalive do: a keep-alive connection the backend closed while
+// it sat idle in the pool (a worker whose keep-alive timeout is shorter
+// than the pool's, or one that restarted). A connection idle for
+// checkIdleAfter or longer is checked before it is used again, and one
+// closed meanwhile is dropped for the next. A request that still meets a
+// closed one (the backend closed it between the check and the write), so
+// that not a byte of the answer came back, is sent again on another
+// connection when sending it twice is safe (Replayable).
 func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	for resent := 0; ; resent++ {
+		stale, err := t.roundTrip(req, resp, deadline)
+		if !stale || resent == maxResend || !Replayable(req) {
+			return err
+		}
+	}
+}
+
+// maxResend bounds how often one request is sent again after meeting a
+// connection the backend had closed.
+const maxResend = 2
+
+// checkIdleAfter is how long a pooled connection may sit idle before it is
+// checked for having been closed by the backend. Under load connections
+// are reused within microseconds and never checked; the check is one
+// non-blocking system call.
+const checkIdleAfter = 100 * time.Millisecond
+
+// roundTrip is one try of Do. stale reports a failure on a connection
+// taken from the pool before any byte of the answer was read: the backend
+// had closed it.
+func (t *Transport) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) (stale bool, err error) {
 	timeout := time.Until(deadline)
 	if timeout <= 0 {
-		return fasthttp.ErrTimeout
+		return false, fasthttp.ErrTimeout
 	}
 	resp.Reset()
 	resp.Header.SetNoDefaultContentType(true)
 	req.URI().DisablePathNormalizing = true
 
 	cc, err := t.hc.AcquireConn(timeout, req.ConnectionClose())
-	if err != nil {
-		return err
+	for err == nil && closedWhileIdle(cc.LastUseTime(), cc.Conn()) {
+		t.hc.CloseConn(cc)
+		cc, err = t.hc.AcquireConn(time.Until(deadline), req.ConnectionClose())
 	}
+	if err != nil {
+		return false, err
+	}
+	reused := !cc.LastUseTime().IsZero()
 	conn := cc.Conn()
 	if err := conn.SetDeadline(deadline); err != nil {
 		t.hc.CloseConn(cc)
-		return err
+		return false, err
 	}
 	bw := t.hc.AcquireWriter(conn)
 	err = req.Write(bw)
@@ -77,14 +117,15 @@ func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline 
 	t.hc.ReleaseWriter(bw)
 	if err != nil {
 		t.hc.CloseConn(cc)
-		return timeoutErr(err)
+		err = timeoutErr(err)
+		return reused && err != fasthttp.ErrTimeout, err
 	}
 
 	br := t.hc.AcquireReader(conn)
 	if err := readHeader(br, resp); err != nil {
 		t.hc.ReleaseReader(br)
 		t.hc.CloseConn(cc)
-		return readErr(err)
+		return reused && err == io.EOF, readErr(err)
 	}
 	keep := !req.ConnectionClose() && !resp.ConnectionClose()
 	n := resp.Header.ContentLength()
@@ -95,12 +136,12 @@ func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline 
 		if err := resp.ReadBody(br, BufferLimit); err != nil {
 			t.hc.ReleaseReader(br)
 			t.hc.CloseConn(cc)
-			return readErr(err)
+			return false, readErr(err)
 		}
 	default:
 		s := openStream(t.hc, cc, (*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn, br, n, keep)
 		resp.SetBodyStream(s, n)
-		return nil // the stream hands the connection back once read
+		return false, nil // the stream hands the connection back once read
 	}
 	t.hc.ReleaseReader(br)
 	if keep {
@@ -108,14 +149,64 @@ func (t *Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline 
 	} else {
 		t.hc.CloseConn(cc)
 	}
-	return nil
+	return false, nil
+}
+
+// closedWhileIdle reports whether a connection taken from the pool, last
+// used at lastUse (zero: just dialed), has been idle long enough to be
+// checked and turns out to be unusable: the backend closed it, reset it,
+// or sent something nobody asked for.
+func closedWhileIdle(lastUse time.Time, c net.Conn) bool {
+	if lastUse.IsZero() || time.Since(lastUse) < checkIdleAfter {
+		return false
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false // not a socket the check can peek into (TLS)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var buf [1]byte
+	var n int
+	var peekErr error
+	if err := raw.Read(func(fd uintptr) bool {
+		n, _, peekErr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true // one look, never wait
+	}); err != nil {
+		return true
+	}
+	return peekErr != syscall.EAGAIN && peekErr != syscall.EWOULDBLOCK || n > 0
+}
+
+// Replayable reports whether a request may be sent again after a
+// connection failed under it: its method is idempotent, or it carries an
+// Idempotency-Key (the IETF httpapi draft's header), and its body is in
+// memory rather than a stream already consumed.
+func Replayable(req *fasthttp.Request) bool {
+	return !req.IsBodyStream() && (Idempotent(req.Header.Method()) || len(req.Header.Peek("Idempotency-Key")) > 0)
+}
+
+// Idempotent reports whether a method may be sent twice with the effect of
+// once (RFC 9110 section 9.2.2).
+func Idempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
 }
 
 // readHeader reads the final answer's header, skipping interim (1xx)
 // answers other than 101, at most a few of them.
+// io.EOF means not a byte of an answer came back.
 func readHeader(br *bufio.Reader, resp *fasthttp.Response) error {
-	for range maxInterim + 1 {
+	for i := range maxInterim + 1 {
 		if err := resp.Header.Read(br); err != nil {
+			if err == io.EOF && i > 0 {
+				return io.ErrUnexpectedEOF // after an interim answer
+			}
 			return err
 		}
 		if code := resp.StatusCode(); code < 100 || code > 199 || code == fasthttp.StatusSwitchingProtocols {

@@ -212,3 +212,91 @@ func TestTransportFailures(t *testing.T) {
 		}
 	})
 }
+
+// A keep-alive connection the backend closed while it sat in the pool
+// (its keep-alive timeout is shorter than the pool's, or it restarted)
+// must not fail the request that would have reused it.
+func TestTransportConnectionClosedByTheBackend(t *testing.T) {
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	send := func(tr *Transport, method, idempotencyKey string) error {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.Header.SetMethod(method)
+		req.SetRequestURI("/predict")
+		req.Header.SetHost("backend")
+		req.SetBodyString(`{"input":[1,2,3,4]}`)
+		if idempotencyKey != "" {
+			req.Header.Set("Idempotency-Key", idempotencyKey)
+		}
+		resp := new(fasthttp.Response)
+		if err := tr.Do(req, resp, time.Now().Add(2*time.Second)); err != nil {
+			return err
+		}
+		if string(resp.Body()) != "ok" {
+			return errors.New("answer " + strconv.Quote(string(resp.Body())))
+		}
+		return nil
+	}
+
+	t.Run("closed while idle: checked before reuse, so even a POST goes out", func(t *testing.T) {
+		var received atomic.Int64
+		// Each connection is closed 50ms after its answer, unasked.
+		addr, conns := rawBackend(t, func(int) string { received.Add(1); return ok + "PAUSECLOSE" })
+		tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+		defer tr.CloseIdleConnections()
+		for i := range 3 {
+			if i > 0 {
+				time.Sleep(checkIdleAfter + 150*time.Millisecond)
+			}
+			if err := send(tr, "POST", ""); err != nil {
+				t.Fatalf("POST %d after the backend closed the idle connection: %v", i+1, err)
+			}
+		}
+		if received.Load() != 3 || conns.Load() != 3 {
+			t.Fatalf("the backend got %d requests on %d connections, want 3 on 3", received.Load(), conns.Load())
+		}
+	})
+
+	// The backend closes a kept-alive connection as the next request
+	// arrives on it, after the check: not a byte of an answer comes back.
+	for _, tc := range []struct {
+		name, method, key string
+		resent            bool
+	}{
+		{"closed as the request arrived: a GET is sent again", "GET", "", true},
+		{"closed as the request arrived: a PUT is sent again", "PUT", "", true},
+		{"closed as the request arrived: a POST is not", "POST", "", false},
+		{"closed as the request arrived: a POST with an Idempotency-Key is sent again", "POST", "k-1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var received atomic.Int64
+			addr, conns := rawBackend(t, func(n int) string {
+				received.Add(1)
+				if n == 1 {
+					return ok
+				}
+				return "CLOSE"
+			})
+			tr := newTransport(addr, Settings{MaxConns: 4, Timeout: 2 * time.Second})
+			defer tr.CloseIdleConnections()
+			if err := send(tr, tc.method, tc.key); err != nil {
+				t.Fatal(err)
+			}
+			err := send(tr, tc.method, tc.key)
+			switch {
+			case tc.resent && err != nil:
+				t.Fatalf("second %s: %v, want it sent again on a new connection", tc.method, err)
+			case !tc.resent && err != fasthttp.ErrConnectionClosed:
+				t.Fatalf("second %s: err %v, want %v and no second send", tc.method, err, fasthttp.ErrConnectionClosed)
+			}
+			wantReceived, wantConns := int64(2), int64(1)
+			if tc.resent {
+				wantReceived, wantConns = 3, 2
+			}
+			if received.Load() != wantReceived || conns.Load() != wantConns {
+				t.Fatalf("the backend got %d requests on %d connections, want %d on %d",
+					received.Load(), conns.Load(), wantReceived, wantConns)
+			}
+		})
+	}
+}

@@ -843,3 +843,48 @@ routes:
 		t.Fatalf("requests to the sick, ejected and tripped backends went from %v to %v after the reload", hits, now)
 	}
 }
+
+// TestWorkerWithAShortKeepAliveTimeout: a worker that closes idle
+// keep-alive connections sooner than the gateway's pool would (uvicorn's
+// default is 5 s, gunicorn's 2 s) must not cost the next request after a
+// quiet spell anything: not a 502, not an ejection. The worker here closes
+// them after 150ms; each prediction is a POST, which could not simply be
+// sent again.
+func TestWorkerWithAShortKeepAliveTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened atomic.Int64
+	srv := &http.Server{
+		IdleTimeout: 150 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, `{"prediction":"setosa"}`) //nolint:errcheck
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				opened.Add(1)
+			}
+		},
+	}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Close() })
+
+	g := startGateway(t, onePool([]string{ln.Addr().String()}, ""))
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond) // the worker closes its side meanwhile
+		}
+		if code, body, _ := send(t, "POST", g.url+"/predict", `{"input":[5.1,3.5,1.4,0.2]}`); code != 200 {
+			t.Fatalf("prediction %d after a quiet spell: %d %s", i+1, code, body)
+		}
+	}
+	if n := opened.Load(); n < 4 {
+		t.Fatalf("the worker saw %d connections for 4 requests spaced past its keep-alive timeout; want 4 (each stale one dropped)", n)
+	}
+	var v poolsView
+	adminJSON(t, g.admin+"/admin/pools", &v)
+	if b := v.Pools[0].Backends[0]; b.Failures != 0 {
+		t.Fatalf("the worker was charged %d failures for connections it closed while idle", b.Failures)
+	}
+}

@@ -46,6 +46,7 @@ type poolsView struct {
 			Available  bool
 			SpawnedPID int64 `json:"spawned_pid"`
 			Restarts   uint64
+			Failures   uint64
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluice-gw/sluice/internal/backend"
 	"github.com/sluice-gw/sluice/internal/config"
 	"github.com/sluice-gw/sluice/internal/metrics"
 )
@@ -62,17 +63,7 @@ func (p *retryPolicy) worthRetrying(outcome string, status int, method []byte) b
 	if outcome == metrics.OutcomeConnectError || outcome == metrics.OutcomeNoConn {
 		return true // never sent
 	}
-	return p.nonIdempotent || idempotent(method)
-}
-
-// idempotent reports whether a method may be sent twice with the effect of
-// once (RFC 9110 section 9.2.2).
-func idempotent(method []byte) bool {
-	switch string(method) {
-	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
-		return true
-	}
-	return false
+	return p.nonIdempotent || backend.Idempotent(method)
 }
 
 // budgetSeconds is the budget's window: retries are counted against the
