@@ -42,7 +42,7 @@ vet:
 bench: build
 	bash bench/run.sh
 
-# The primary's latency with a slow and a dead shadow, beside no shadow
+# The primary's latency with a fast, a slow and a dead shadow, beside no shadow
 # (BENCH_SOAK=300s adds a memory soak). Prints; never fails on numbers.
 bench-shadow: build
 	bash bench/shadow.sh
