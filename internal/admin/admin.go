@@ -291,8 +291,10 @@ type BackendView struct {
 	Breaker          string     `json:"breaker"`
 	BreakerOpenUntil *time.Time `json:"breaker_open_until"`
 	InFlight         int64      `json:"in_flight"`
-	Requests         uint64     `json:"requests"`
-	Failures         uint64     `json:"failures"`
+	// Conns are the connections open to it, idle keep-alive ones included.
+	Conns    int    `json:"conns"`
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
 	// EjectedUntil is when the current outlier ejection ends (null when
 	// not ejected); ConsecutiveFailures the current run of failed
 	// attempts; Ejections the ejections in a row, each longer.
@@ -329,7 +331,7 @@ func Pools(s *proxy.Snapshot) []PoolView {
 				b := BackendView{
 					Addr: m.Addr, Weight: p.Weight(i), Available: p.Available(i), Healthy: m.Healthy(),
 					Breaker: m.Breaker().StateName(), BreakerOpenUntil: utcOrNil(m.Breaker().OpenUntil()),
-					InFlight: m.Pending(), Requests: m.Requests(), Failures: m.Failures(),
+					InFlight: m.Pending(), Conns: m.OpenConns(), Requests: m.Requests(), Failures: m.Failures(),
 					ConsecutiveFailures: m.ConsecutiveFailures(), Ejections: m.Ejections(),
 					SpawnedPID: m.SpawnedPID(), Restarts: m.Restarts(),
 				}

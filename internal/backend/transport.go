@@ -48,6 +48,10 @@ func newTransport(addr string, s Settings) *Transport {
 // CloseIdleConnections closes the pooled connections no request is using.
 func (t *Transport) CloseIdleConnections() { t.hc.CloseIdleConnections() }
 
+// OpenConns is the number of connections open to the backend, idle in the
+// pool or carrying a request.
+func (t *Transport) OpenConns() int { return t.hc.ConnsCount() }
+
 // Do sends req over one pooled connection and reads the answer into resp,
 // all before deadline: waiting for a free connection, dialing, writing,
 // and reading the answer (a streamed body too, as it is read). It makes

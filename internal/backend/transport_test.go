@@ -13,30 +13,33 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/sluice-gw/sluice/internal/testutil"
 )
 
 // rawBackend answers every request on a connection with answer(n), n
 // counting the requests of that connection from 1, written as it is; an
 // answer ending in "CLOSE" is written without those letters and the
 // connection is closed after it, and "PAUSE" in an answer is a 50ms wait
-// between the writes of what comes before and after it. It returns the address and the number of
-// connections accepted so far.
-func rawBackend(t *testing.T, answer func(n int) string) (string, *atomic.Int64) {
+// between the writes of what comes before and after it. It returns the address and the
+// connections accepted and closed so far.
+func rawBackend(t *testing.T, answer func(n int) string) (string, *rawConns) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	var conns atomic.Int64
+	conns := new(rawConns)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
+			conns.accepted.Add(1)
 			go func() {
+				defer conns.closed.Add(1)
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for n := 1; ; n++ {
@@ -61,8 +64,11 @@ func rawBackend(t *testing.T, answer func(n int) string) (string, *atomic.Int64)
 			}()
 		}
 	}()
-	return ln.Addr().String(), &conns
+	return ln.Addr().String(), conns
 }
+
+// rawConns counts a rawBackend's connections.
+type rawConns struct{ accepted, closed atomic.Int64 }
 
 func roundTrip(t *testing.T, tr *Transport, method string) (*fasthttp.Response, error) {
 	t.Helper()
@@ -132,7 +138,7 @@ func TestTransportAnswers(t *testing.T) {
 			if tc.reused {
 				wantConns = 1
 			}
-			if got := conns.Load(); got != wantConns {
+			if got := conns.accepted.Load(); got != wantConns {
 				t.Fatalf("two requests used %d connections, want %d", got, wantConns)
 			}
 		})
@@ -163,7 +169,7 @@ func TestTransportUnreadStreamClosesConnection(t *testing.T) {
 	if got := body(t, resp); got != big {
 		t.Fatalf("second answer is %d bytes, want %d", len(got), len(big))
 	}
-	if got := conns.Load(); got != 2 {
+	if got := conns.accepted.Load(); got != 2 {
 		t.Fatalf("%d connections, want 2 (the half-read one dropped)", got)
 	}
 }
@@ -246,14 +252,17 @@ func TestTransportConnectionClosedByTheBackend(t *testing.T) {
 		defer tr.CloseIdleConnections()
 		for i := range 3 {
 			if i > 0 {
-				time.Sleep(checkIdleAfter + 150*time.Millisecond)
+				// Wait until the backend has closed the idle connection
+				// and it has sat idle long enough to be checked.
+				testutil.Eventually(t, 5*time.Second, "the backend closed the idle connection", func() bool { return conns.closed.Load() == int64(i) })
+				time.Sleep(checkIdleAfter)
 			}
 			if err := send(tr, "POST", ""); err != nil {
 				t.Fatalf("POST %d after the backend closed the idle connection: %v", i+1, err)
 			}
 		}
-		if received.Load() != 3 || conns.Load() != 3 {
-			t.Fatalf("the backend got %d requests on %d connections, want 3 on 3", received.Load(), conns.Load())
+		if received.Load() != 3 || conns.accepted.Load() != 3 {
+			t.Fatalf("the backend got %d requests on %d connections, want 3 on 3", received.Load(), conns.accepted.Load())
 		}
 	})
 
@@ -293,9 +302,9 @@ func TestTransportConnectionClosedByTheBackend(t *testing.T) {
 			if tc.resent {
 				wantReceived, wantConns = 3, 2
 			}
-			if received.Load() != wantReceived || conns.Load() != wantConns {
+			if received.Load() != wantReceived || conns.accepted.Load() != wantConns {
 				t.Fatalf("the backend got %d requests on %d connections, want %d on %d",
-					received.Load(), conns.Load(), wantReceived, wantConns)
+					received.Load(), conns.accepted.Load(), wantReceived, wantConns)
 			}
 		})
 	}

@@ -47,6 +47,7 @@ type poolsView struct {
 			SpawnedPID int64 `json:"spawned_pid"`
 			Restarts   uint64
 			Failures   uint64
+			Conns      int
 		}
 	}
 }

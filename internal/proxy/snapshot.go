@@ -140,6 +140,10 @@ var _ routing.Backends = (*Pool)(nil)
 // Breaker is the member's circuit breaker.
 func (m *Member) Breaker() *backend.Breaker { return m.breaker }
 
+// OpenConns is the number of connections open to the member's backend
+// through this pool's transport, idle or busy.
+func (m *Member) OpenConns() int { return m.client.OpenConns() }
+
 // Len is the number of members.
 func (p *Pool) Len() int { return len(p.Members) }
 

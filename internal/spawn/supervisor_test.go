@@ -97,6 +97,9 @@ func TestInPlaceReplacementGetsNoStaleConnection(t *testing.T) {
 		pid := b.SpawnedPID()
 		return pid != 0 && pid != first && b.Available()
 	})
+	if n := tr.OpenConns(); n != 0 {
+		t.Fatalf("%d connections to the replaced process still pooled once its successor is in rotation", n)
+	}
 	if body, err := get(); err != nil || body != "version=2" {
 		t.Fatalf("the first request to the replacement: %q, %v; want version=2", body, err)
 	}
